@@ -1,0 +1,169 @@
+// The one interface every sandbox backend implements, and the one factory that
+// picks a backend. Callers (src/build) ask the backend for its capabilities and
+// hand it a fully decided BuildRequest; they never test the OS themselves.
+//
+// Flow for one build:
+//   1. build/ asks `backendFor(...)` for a backend (sandbox mode, __noChroot,
+//      host platform, probe result) and reads `caps`.
+//   2. build/ desugars the derivation with `caps.needsHashRewrite` and
+//      `buildDirInSandbox()` known, producing a BuildRequest (plain data).
+//   3. `plan(req, host)` decides the sandbox: pure but for the PlanHost
+//      oracle (lstat, realpath), so it is unit-testable on any OS.
+//   4. `start(spec)` carries the plan out; the RunningBuild streams the log
+//      and can be killed; `wait()` gives the exit status.
+//   5. build/ registers outputs from `realPathOfScratchOutput()`.
+
+import type { Readable } from 'node:stream';
+
+export type Platform = 'linux' | 'darwin';
+export type SandboxMode = 'true' | 'false' | 'relaxed';
+export type BackendName = 'linux' | 'darwin' | 'none' | 'dummy';
+
+/** One entry of `sandbox-paths`/`extra-sandbox-paths`/`__impureHostDeps`. */
+export interface SandboxPathMapping {
+  /** Where the path appears to the builder. */
+  target: string;
+  /** Where it is on the host. */
+  source: string;
+  /** `?` suffix: skipped when the source does not exist. */
+  optional: boolean;
+}
+
+/** Settings that the backends read. Everything else stays in build/. */
+export interface BackendSettings {
+  sandboxBuildDir: string; // default /build
+  sandboxDevShmSize: string; // default 50%
+  filterSyscalls: boolean;
+  allowNewPrivileges: boolean;
+  useCgroups: boolean;
+  darwinLogSandboxViolations: boolean;
+  sandboxFallback: boolean;
+}
+
+/** A build user lent to the build (root with build-users-group). */
+export interface BuildUser {
+  uid: number;
+  gid: number;
+  /** 1, or 65536 with auto-allocate-uids + the uid-range feature. */
+  uidCount: number;
+  supplementaryGids: number[];
+}
+
+/** Everything a backend needs to plan one build. Plain, serialisable data. */
+export interface BuildRequest {
+  drvPath: string; // logical store path of the .drv
+  drvName: string;
+  system: string; // the derivation's platform, e.g. x86_64-linux
+  builder: string;
+  args: string[];
+  /** The exact environment of the builder, paths as the builder sees them. */
+  env: Record<string, string>;
+  storeDir: string; // logical, e.g. /nix/store
+  realStoreDir: string; // physical directory holding the store paths
+  /** Top build dir on the host (0700) and as the builder sees it. */
+  buildDirHost: string;
+  buildDirSandbox: string;
+  /** Logical store paths the builder may read: the input closure, plus the
+   *  closures of store paths named in sandbox-paths. */
+  inputPaths: string[];
+  /** Output name -> logical path the builder writes (scratch path). */
+  scratchOutputs: Record<string, string>;
+  /** Fixed-output derivations get the network and host name resolution. */
+  fixedOutput: boolean;
+  /** sandbox-paths + extra-sandbox-paths + pre-build-hook additions. */
+  sandboxPaths: SandboxPathMapping[];
+  /** __impureHostDeps of the derivation (darwin) */
+  impureHostDeps: string[];
+  allowedImpureHostDeps: string[];
+  requiredSystemFeatures: string[];
+  /** darwin: __sandboxProfile (only honoured in relaxed mode). */
+  additionalSandboxProfile: string;
+  /** darwin: __darwinAllowLocalNetworking */
+  allowLocalNetworking: boolean;
+  sandboxMode: SandboxMode;
+  settings: BackendSettings;
+  buildUser: BuildUser | null;
+  /** Host path of the recursive-build daemon socket, when there is one. */
+  daemonSocketHost: string | null;
+}
+
+/** File-system facts plan() may ask for. Injected so plan() stays testable. */
+export interface PlanHost {
+  lstat(path: string): 'file' | 'directory' | 'symlink' | 'other' | 'missing';
+  realpath(path: string): string;
+  platform: Platform;
+  arch: string; // process.arch
+}
+
+/** What a backend decided; the shape is the backend's own. */
+export interface SandboxSpec {
+  backend: BackendName;
+  request: BuildRequest;
+  [key: string]: unknown;
+}
+
+export interface ExitStatus {
+  /** Exit code, or null when killed by a signal. */
+  code: number | null;
+  signal: NodeJS.Signals | null;
+}
+
+export interface ResourceUsage {
+  cpuUserMs: number;
+  cpuSystemMs: number;
+}
+
+export interface RunningBuild {
+  readonly pid: number;
+  /** stdout and stderr of the builder, merged, as raw bytes. */
+  readonly log: Readable;
+  wait(): Promise<ExitStatus>;
+  /** Kill every process of the build; resolves when none is left. Idempotent. */
+  kill(): Promise<void>;
+  /** CPU times, when the backend can tell (cgroups, rusage). */
+  usage(): ResourceUsage | null;
+}
+
+export interface BackendCapabilities {
+  /** Outputs are built at scratch paths and rewritten afterwards. */
+  needsHashRewrite: boolean;
+  /** addPath() works while the builder runs (recursive builds). */
+  canAddPathsWhileRunning: boolean;
+  /** uid-range feature (65536 uids inside). */
+  supportsUidRange: boolean;
+  /** The builder cannot see the host beyond what the plan allows. */
+  sandboxed: boolean;
+}
+
+/** One line of `doctor`: a host facility and whether it works. */
+export interface ProbeCheck {
+  name: string;
+  ok: boolean;
+  detail: string;
+  /** What to do about a failure. */
+  fix?: string;
+}
+
+export interface ProbeReport {
+  backend: BackendName;
+  usable: boolean;
+  checks: ProbeCheck[];
+}
+
+export interface Backend {
+  readonly name: BackendName;
+  readonly caps: BackendCapabilities;
+  probe(): Promise<ProbeReport>;
+  /** The top build dir as the builder will see it. */
+  buildDirInSandbox(hostBuildDir: string, settings: BackendSettings): string;
+  plan(req: BuildRequest, host: PlanHost): SandboxSpec;
+  /** Human-readable plan: mount table and seccomp rules, or the .sb text. */
+  explain(spec: SandboxSpec): string;
+  start(spec: SandboxSpec): Promise<RunningBuild>;
+  /** Make a store path visible inside a running build (recursive builds). */
+  addPath(running: RunningBuild, spec: SandboxSpec, storePath: string): Promise<void>;
+  /** Where a scratch output ended up on the host after the build. */
+  realPathOfScratchOutput(spec: SandboxSpec, scratchPath: string): string;
+  /** Remove what start() created (chroot dir, profile files). Idempotent. */
+  cleanup(spec: SandboxSpec): Promise<void>;
+}
