@@ -29,12 +29,25 @@ function collect(dir, out) {
   return out;
 }
 
+// Platform-only files say so in their name: `x.linux.test.ts`, `x.darwin.test.ts`.
+const platformOf = (f) => (/\.(linux|darwin)\.test\.js$/.exec(f) ?? [])[1] ?? null;
+const notHere = [];
 const files = collect(testDir, []).filter((f) => {
   const rel = relative(testDir, f);
   const isInterop = rel.startsWith('interop/');
   if (interop !== isInterop) return false;
-  return patterns.length === 0 || patterns.some((p) => rel.includes(p));
+  if (patterns.length > 0 && !patterns.some((p) => rel.includes(p))) return false;
+  const platform = platformOf(rel);
+  if (platform && platform !== process.platform) {
+    notHere.push(rel);
+    return false;
+  }
+  return true;
 });
+if (notHere.length > 0) {
+  console.log(`# not run on ${process.platform}: ${notHere.length} platform-only file(s) for another OS:`);
+  for (const f of notHere) console.log(`#   ${f}`);
+}
 if (files.length === 0) {
   console.error('no test files matched');
   process.exit(1);

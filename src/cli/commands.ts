@@ -1,30 +1,108 @@
-// The command table. Each command parses its flags and calls the library.
-import { cac } from 'cac';
-import { isDrvboxError } from '../errors.js';
+// The command table. Each command group lives in its own module with a
+// `register(cli, ctx)` function; modules import heavy code lazily inside their
+// actions, so `drvbox --version` and `--help` stay fast.
+import { cac, type CAC } from 'cac';
+import { isDrvboxError, UsageError } from '../errors.js';
 import { VERSION } from '../version.js';
+import { CliContext, type GlobalFlags } from './context.js';
+
+export type Register = (cli: CAC, ctx: () => CliContext) => void;
+
+/** Command groups whose second word is part of the command name. */
+const GROUPS = new Set(['store', 'derivation', 'hash', 'sandbox']);
+
+interface PreParsed {
+  argv: string[];
+  options: Array<[string, string]>;
+}
+
+/**
+ * cac knows neither two-valued options nor two-word commands: pull out every
+ * `--option NAME VALUE` and join `store add` into one word before it parses.
+ */
+export function preParse(args: string[]): PreParsed {
+  const out: string[] = [];
+  const options: Array<[string, string]> = [];
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i]!;
+    if (a === '--') {
+      out.push(...args.slice(i));
+      break;
+    }
+    if (a === '--option') {
+      const name = args[i + 1];
+      const value = args[i + 2];
+      if (name === undefined || value === undefined) throw new UsageError("'--option' needs a name and a value");
+      options.push([name, value]);
+      i += 2;
+      continue;
+    }
+    out.push(a);
+  }
+  const first = out.findIndex((a) => !a.startsWith('-'));
+  if (first >= 0 && GROUPS.has(out[first]!) && out[first + 1] !== undefined && !out[first + 1]!.startsWith('-')) {
+    out.splice(first, 2, `${out[first]} ${out[first + 1]}`);
+  }
+  return { argv: out, options };
+}
+
+async function loadRegistrations(): Promise<Register[]> {
+  const mods = await Promise.all([import('./register-all.js')]);
+  return mods.flatMap((m) => m.registrations);
+}
 
 export async function run(argv: string[]): Promise<number> {
   const cli = cac('drvbox');
-  cli.option('--store <root>', 'Store root (chroot-style: ROOT/nix/store)');
-  cli.option('--store-dir <dir>', 'Logical store directory (default /nix/store)');
-  cli.option('--option <name> <value>', 'Set a setting (repeatable)');
-  cli.option('-v, --verbose', 'Verbose output, stack traces on errors');
-  cli.option('--quiet', 'Print only results');
-  cli.help();
-  cli.version(VERSION);
+  let ctx: CliContext | null = null;
+  let verbose = argv.includes('-v') || argv.includes('--verbose');
   try {
-    cli.parse(argv, { run: false });
-    if (!cli.matchedCommand && cli.args.length > 0) {
-      console.error(`drvbox: unknown command '${cli.args[0]}' (see 'drvbox --help')`);
+    const pre = preParse(argv.slice(2));
+    cli.option('--store <root>', 'Store root (chroot-style ROOT/nix/store), unix://PATH or daemon [env DRVBOX_STORE]');
+    cli.option('--store-dir <dir>', 'Logical store directory (default /nix/store)');
+    cli.option('--option <name> <value>', 'Set a setting, e.g. --option sandbox false (repeatable)');
+    cli.option('-v, --verbose', 'Verbose output, stack traces on errors');
+    cli.option('--quiet', 'Print only results');
+    cli.help();
+    cli.version(VERSION, '--version');
+    const getCtx = () => {
+      if (!ctx) {
+        const o = cli.options as Record<string, unknown>;
+        const flags: GlobalFlags = {
+          store: typeof o.store === 'string' ? o.store : undefined,
+          storeDir: typeof o.storeDir === 'string' ? o.storeDir : undefined,
+          verbose: Boolean(o.verbose),
+          quiet: Boolean(o.quiet),
+          options: pre.options,
+        };
+        if (o.store !== undefined && typeof o.store !== 'string') throw new UsageError("'--store' needs a value");
+        ctx = new CliContext(flags);
+      }
+      return ctx;
+    };
+    for (const register of await loadRegistrations()) register(cli, getCtx);
+    cli.parse(['node', 'drvbox', ...pre.argv], { run: false });
+    verbose = Boolean((cli.options as Record<string, unknown>).verbose);
+    if (cli.options.help || cli.options.version) return 0;
+    if (!cli.matchedCommand) {
+      if (cli.args.length > 0) throw new UsageError(`unknown command '${cli.args[0]}' (see 'drvbox --help')`);
+      cli.outputHelp();
       return 1;
     }
-    await cli.runMatchedCommand();
-    return 0;
+    const result: unknown = await cli.runMatchedCommand();
+    return typeof result === 'number' ? result : 0;
   } catch (e) {
     if (isDrvboxError(e)) {
-      console.error(`drvbox: ${e.message}`);
+      process.stderr.write(`error: ${e.message}\n`);
+      if (verbose && e.stack) process.stderr.write(e.stack + '\n');
       return e.exitCode;
     }
+    if (e instanceof Error && /^(Unknown option|missing required args|Unused args)/i.test(e.message)) {
+      process.stderr.write(`error: ${e.message} (see 'drvbox --help')\n`);
+      return 1;
+    }
     throw e;
+  } finally {
+    const c = ctx as CliContext | null;
+    if (c) await c.close();
   }
 }

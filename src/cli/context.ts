@@ -1,0 +1,75 @@
+// What every command gets: settings, the store location, output helpers and a
+// lazily opened store. Heavy modules (SQLite, koffi) load only when used.
+import { loadSettings } from '../config/load.js';
+import type { Settings } from '../config/settings.js';
+import { resolveStoreLocation, type StoreLocation } from '../config/store-location.js';
+
+export interface GlobalFlags {
+  store?: string;
+  storeDir?: string;
+  verbose: boolean;
+  quiet: boolean;
+  options: Array<[string, string]>;
+}
+
+export class CliContext {
+  private settingsCache: Settings | null = null;
+  private locationCache: StoreLocation | null = null;
+  private readonly closers: Array<() => void | Promise<void>> = [];
+
+  constructor(
+    readonly flags: GlobalFlags,
+    readonly env: NodeJS.ProcessEnv = process.env,
+    readonly cwd: string = process.cwd(),
+  ) {}
+
+  get settings(): Settings {
+    this.settingsCache ??= loadSettings(this.env, this.flags.options);
+    return this.settingsCache;
+  }
+
+  get location(): StoreLocation {
+    this.locationCache ??= resolveStoreLocation({
+      store: this.flags.store,
+      storeDir: this.flags.storeDir,
+      env: this.env,
+      platform: process.platform,
+      cwd: this.cwd,
+    });
+    return this.locationCache;
+  }
+
+  /** Runs when the command ends, whatever happened (close the DB, release locks). */
+  onClose(fn: () => void | Promise<void>): void {
+    this.closers.push(fn);
+  }
+
+  async close(): Promise<void> {
+    for (const fn of this.closers.reverse()) {
+      try {
+        await fn();
+      } catch (e) {
+        this.debug(`cleanup failed: ${(e as Error).message}`);
+      }
+    }
+    this.closers.length = 0;
+  }
+
+  /** A result line on stdout. */
+  out(line: string): void {
+    process.stdout.write(line + '\n');
+  }
+
+  /** A message on stderr (suppressed by --quiet). */
+  info(msg: string): void {
+    if (!this.flags.quiet) process.stderr.write(msg + '\n');
+  }
+
+  warn(msg: string): void {
+    process.stderr.write(`warning: ${msg}\n`);
+  }
+
+  debug(msg: string): void {
+    if (this.flags.verbose) process.stderr.write(`debug: ${msg}\n`);
+  }
+}
