@@ -1,0 +1,94 @@
+// The Linux namespace backend: plan (pure), explain, probe, start, addPath.
+import { lstatSync, realpathSync } from 'node:fs';
+import type {
+  Backend,
+  BackendCapabilities,
+  BackendSettings,
+  BuildRequest,
+  PlanHost,
+  ProbeReport,
+  RunningBuild,
+  SandboxSpec,
+} from '../backend.js';
+import { AddPathFailed, SandboxRequestInvalid } from './errors.js';
+import { explainLinux } from './explain.js';
+import { planLinux, type LinuxPlanHost, type LinuxSandboxSpec } from './plan.js';
+import { probeLinux } from './probe.js';
+import { LinuxRunningBuild, removeTreeForce, startLinux } from './run.js';
+
+export { planLinux, personalityFor, physicalPath, SANDBOX_UID, SANDBOX_GID } from './plan.js';
+export type { LinuxPlanHost, LinuxSandboxSpec, SandboxOp, Namespaces } from './plan.js';
+export { decideSandbox, type SandboxDecision, type SandboxDecisionInput } from './mode.js';
+export { parseSandboxPaths, validateSandboxPath } from './sandbox-paths.js';
+export { seccompPolicy, compileSeccomp, describeRule } from './seccomp.js';
+export { explainLinux } from './explain.js';
+export { probeLinux } from './probe.js';
+export { LinuxRunningBuild, sealOutputs, killBuildUser, launcherRequest } from './run.js';
+export * from './errors.js';
+
+/** PlanHost backed by this machine's file system. */
+export function localPlanHost(): LinuxPlanHost {
+  return {
+    lstat(p) {
+      try {
+        const st = lstatSync(p);
+        return st.isDirectory() ? 'directory' : st.isFile() ? 'file' : st.isSymbolicLink() ? 'symlink' : 'other';
+      } catch {
+        return 'missing';
+      }
+    },
+    realpath: (p) => realpathSync(p),
+    platform: 'linux',
+    arch: process.arch,
+  };
+}
+
+function asLinux(spec: SandboxSpec): LinuxSandboxSpec {
+  if (spec.backend !== 'linux') {
+    throw new SandboxRequestInvalid(`a '${spec.backend}' sandbox spec was handed to the linux backend`, { backend: spec.backend });
+  }
+  return spec as LinuxSandboxSpec;
+}
+
+let probeCache: Promise<ProbeReport> | null = null;
+
+export const linuxCaps: BackendCapabilities = {
+  needsHashRewrite: false,
+  canAddPathsWhileRunning: true,
+  supportsUidRange: process.getuid?.() === 0,
+  sandboxed: true,
+};
+
+export const linuxBackend: Backend = {
+  name: 'linux',
+  caps: linuxCaps,
+  probe(): Promise<ProbeReport> {
+    probeCache ??= probeLinux();
+    return probeCache;
+  },
+  buildDirInSandbox(_hostBuildDir: string, settings: BackendSettings): string {
+    return settings.sandboxBuildDir;
+  },
+  plan(req: BuildRequest, host: PlanHost): LinuxSandboxSpec {
+    return planLinux(req, host);
+  },
+  explain(spec: SandboxSpec): string {
+    return explainLinux(asLinux(spec));
+  },
+  start(spec: SandboxSpec): Promise<RunningBuild> {
+    return startLinux(asLinux(spec));
+  },
+  async addPath(running: RunningBuild, spec: SandboxSpec, storePath: string): Promise<void> {
+    asLinux(spec);
+    if (!(running instanceof LinuxRunningBuild)) {
+      throw new AddPathFailed(`cannot add '${storePath}': the build was not started by the linux backend`, { path: storePath });
+    }
+    await running.addPath(storePath);
+  },
+  realPathOfScratchOutput(spec: SandboxSpec, scratchPath: string): string {
+    return asLinux(spec).chrootDir + scratchPath;
+  },
+  async cleanup(spec: SandboxSpec): Promise<void> {
+    removeTreeForce(asLinux(spec).chrootDir);
+  },
+};

@@ -1,0 +1,1066 @@
+/*
+ * drvbox-launcher: the mechanism half of the Linux sandbox.
+ *
+ * Node is multi-threaded and must not clone into namespaces itself, so it
+ * spawns this program and hands it ONE request. Every decision (which
+ * namespaces, which mounts, uid maps, seccomp program, argv, env) was made in
+ * TypeScript (backends/linux/plan.ts); this file only carries it out.
+ *
+ * File descriptors set up by the caller:
+ *   0  stdin of the builder (usually /dev/null)
+ *   1  the log channel: builder stdout, and stderr (dup'ed onto it)
+ *   3  the request (read to EOF)
+ *   4  status: "P <pid>\n" then EOF on the builder's exec (close-on-exec), or
+ *      "E <message>\n" once on a fatal setup error; probe mode writes
+ *      "S <step> <detail>\n" / "F <step> <errno> <message>\n" lines
+ *   5  result: "X <code> <signal> <utime-us> <stime-us> <maxrss-kib>\n"
+ *      written by the monitor when the sandbox's init has been reaped
+ *
+ * Request wire format (see protocol.ts, the one serialiser):
+ *   "DRVBOX01" then records: u32 tag, u32 length, payload (little endian).
+ *   Strings are raw bytes without a terminator; a NUL byte inside one is an
+ *   error. OP payloads: u32 opcode, u32 flags, u32 mode, u32 lenA, A,
+ *   u32 lenB, B.
+ *
+ * Process shape (run mode):
+ *   node -> launcher (the monitor: waits, reports, forwards kill)
+ *             -> sandbox init (pid 1 in new namespaces): mounts, pivot_root,
+ *                drops privileges, execs the builder.
+ *   Both carry PR_SET_PDEATHSIG(SIGKILL): if node dies the monitor dies, then
+ *   the init, and the kernel kills everything left in the pid namespace.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <limits.h>
+#include <net/if.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/personality.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/syscall.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+
+#ifndef CLONE_NEWCGROUP
+#define CLONE_NEWCGROUP 0x02000000
+#endif
+#ifndef SYS_open_tree
+#define SYS_open_tree 428
+#endif
+#ifndef SYS_move_mount
+#define SYS_move_mount 429
+#endif
+#ifndef SYS_mount_setattr
+#define SYS_mount_setattr 442
+#endif
+#ifndef SYS_close_range
+#define SYS_close_range 436
+#endif
+#ifndef SYS_pivot_root
+#define SYS_pivot_root 155
+#endif
+#ifndef OPEN_TREE_CLONE
+#define OPEN_TREE_CLONE 1
+#endif
+#ifndef OPEN_TREE_CLOEXEC
+#define OPEN_TREE_CLOEXEC O_CLOEXEC
+#endif
+#ifndef AT_RECURSIVE
+#define AT_RECURSIVE 0x8000
+#endif
+#ifndef MOVE_MOUNT_F_EMPTY_PATH
+#define MOVE_MOUNT_F_EMPTY_PATH 0x00000004
+#endif
+#ifndef MOUNT_ATTR_RDONLY
+#define MOUNT_ATTR_RDONLY 0x00000001
+#define MOUNT_ATTR_NOSUID 0x00000002
+#define MOUNT_ATTR_NODEV 0x00000004
+struct mount_attr {
+  uint64_t attr_set;
+  uint64_t attr_clr;
+  uint64_t propagation;
+  uint64_t userns_fd;
+};
+#endif
+#ifndef CLOSE_RANGE_CLOEXEC
+#define CLOSE_RANGE_CLOEXEC (1U << 2)
+#endif
+
+enum { FD_REQUEST = 3, FD_STATUS = 4, FD_RESULT = 5 };
+/* Where the monitor keeps the sandbox's pre-pivot namespaces (add-path mode
+ * opens them through /proc/<monitor>/fd/N). */
+enum { FD_KEPT_USERNS = 10, FD_KEPT_MNTNS = 11 };
+
+enum {
+  T_MODE = 1, T_CLONE_FLAGS = 2, T_PARENT_PID = 3, T_UID_MAP = 4, T_GID_MAP = 5,
+  T_SELF_MAP = 6, T_SANDBOX_UID = 7, T_SANDBOX_GID = 8, T_HOSTNAME = 9,
+  T_DOMAINNAME = 10, T_CHROOT = 11, T_OP = 12, T_KEEP_NS = 13, T_CWD = 14,
+  T_PERSONALITY = 15, T_NO_NEW_PRIVS = 16, T_SECCOMP = 17, T_BUILDER = 18,
+  T_ARG = 19, T_ENV = 20, T_DROP_GROUPS = 21, T_CGROUP = 22, T_NEWCGROUP = 23,
+  T_TARGET_PID = 24, T_SOURCE = 25, T_TARGET = 26, T_UMASK = 27, T_KILL_UID = 28,
+  T_LOOPBACK = 29, T_STORE_DIR = 30
+};
+enum { MODE_RUN = 1, MODE_PROBE = 2, MODE_ADD_PATH = 3, MODE_KILL_USER = 4 };
+enum { OP_MKDIR = 1, OP_WRITE = 2, OP_SYMLINK = 3, OP_BIND = 4, OP_MOUNT = 5,
+       OP_COPY_SYMLINK = 6, OP_REMOUNT_RO = 7 };
+/* OP flags */
+enum {
+  F_RO = 1, F_OPTIONAL = 2, F_SHARED = 4, F_NOSUID = 8, F_NODEV = 16,
+  F_NOEXEC = 32
+};
+
+#define MAX_REQUEST (256u << 20)
+#define MAX_LIST 1000000u
+
+struct str { const char *p; uint32_t n; };
+struct op { uint32_t code, flags, mode; struct str a, b; };
+
+struct request {
+  uint32_t mode;
+  uint64_t clone_flags, parent_pid, self_map, sandbox_uid, sandbox_gid;
+  uint64_t keep_ns, personality, no_new_privs, drop_groups, newcgroup;
+  uint64_t target_pid, umask_, kill_uid, loopback;
+  struct str uid_map, gid_map, hostname, domainname, chroot, cwd, seccomp;
+  struct str builder, cgroup, source, target, store_dir;
+  struct op *ops; size_t nops;
+  char **argv; size_t nargs;
+  char **envp; size_t nenv;
+};
+
+static struct request R;
+
+/* ---------- reporting ---------- */
+
+static void write_all(int fd, const char *buf, size_t n) {
+  while (n > 0) {
+    ssize_t w = write(fd, buf, n);
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      return;
+    }
+    buf += w;
+    n -= (size_t)w;
+  }
+}
+
+static void status_line(char kind, const char *fmt, va_list ap) {
+  char buf[4096];
+  int n = snprintf(buf, sizeof buf, "%c ", kind);
+  int m = vsnprintf(buf + n, sizeof buf - (size_t)n - 1, fmt, ap);
+  if (m < 0) m = 0;
+  size_t len = (size_t)n + ((size_t)m < sizeof buf - (size_t)n - 1 ? (size_t)m : sizeof buf - (size_t)n - 2);
+  for (size_t i = 2; i < len; i++)
+    if (buf[i] == '\n') buf[i] = ' ';
+  buf[len++] = '\n';
+  write_all(FD_STATUS, buf, len);
+}
+
+__attribute__((format(printf, 1, 2), noreturn)) static void die(const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  status_line('E', fmt, ap);
+  va_end(ap);
+  _exit(127);
+}
+
+__attribute__((format(printf, 2, 3))) static void report(char kind, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  status_line(kind, fmt, ap);
+  va_end(ap);
+}
+
+/* ---------- request parsing ---------- */
+
+static char *cstr(struct str s) {
+  char *p = malloc((size_t)s.n + 1);
+  if (!p) die("out of memory");
+  memcpy(p, s.p, s.n);
+  p[s.n] = 0;
+  return p;
+}
+
+static const char *tag_name(uint32_t tag) {
+  switch (tag) {
+  case T_BUILDER: return "builder path";
+  case T_ARG: return "argument";
+  case T_ENV: return "environment entry";
+  case T_CHROOT: return "chroot path";
+  case T_CWD: return "working directory";
+  case T_SOURCE: return "source path";
+  case T_TARGET: return "target path";
+  case T_OP: return "mount/file operation path";
+  default: return "string field";
+  }
+}
+
+static void check_nul(uint32_t tag, const char *p, uint32_t n) {
+  if (memchr(p, 0, n)) die("request rejected: %s contains a NUL byte", tag_name(tag));
+}
+
+static uint32_t rd32(const unsigned char *p) {
+  return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static uint64_t rd64(const unsigned char *p, uint32_t n, uint32_t tag) {
+  if (n != 8) die("request rejected: integer field %u has length %u", tag, n);
+  return (uint64_t)rd32(p) | (uint64_t)rd32(p + 4) << 32;
+}
+
+static unsigned char *read_request(size_t *len) {
+  size_t cap = 65536, n = 0;
+  unsigned char *buf = malloc(cap);
+  if (!buf) die("out of memory");
+  for (;;) {
+    if (n == cap) {
+      if (cap >= MAX_REQUEST) die("request rejected: larger than %u bytes", MAX_REQUEST);
+      cap *= 2;
+      buf = realloc(buf, cap);
+      if (!buf) die("out of memory");
+    }
+    ssize_t r = read(FD_REQUEST, buf + n, cap - n);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      die("reading the request: %s", strerror(errno));
+    }
+    if (r == 0) break;
+    n += (size_t)r;
+  }
+  close(FD_REQUEST);
+  *len = n;
+  return buf;
+}
+
+static void parse_request(unsigned char *buf, size_t len) {
+  if (len < 8 || memcmp(buf, "DRVBOX01", 8) != 0) die("request rejected: bad magic (protocol mismatch)");
+  size_t nargs = 0, nenv = 0, nops = 0;
+  /* First pass: count list entries. */
+  for (size_t off = 8; off < len;) {
+    if (len - off < 8) die("request rejected: truncated record header");
+    uint32_t tag = rd32(buf + off), n = rd32(buf + off + 4);
+    if (n > len - off - 8) die("request rejected: record %u overruns the request", tag);
+    if (tag == T_ARG) nargs++;
+    else if (tag == T_ENV) nenv++;
+    else if (tag == T_OP) nops++;
+    off += 8 + (size_t)n;
+  }
+  if (nargs > MAX_LIST || nenv > MAX_LIST || nops > MAX_LIST) die("request rejected: too many entries");
+  R.argv = calloc(nargs + 1, sizeof(char *));
+  R.envp = calloc(nenv + 1, sizeof(char *));
+  R.ops = calloc(nops + 1, sizeof(struct op));
+  if (!R.argv || !R.envp || !R.ops) die("out of memory");
+  R.personality = 0xffffffffu;
+  R.umask_ = 022;
+  for (size_t off = 8; off < len;) {
+    uint32_t tag = rd32(buf + off), n = rd32(buf + off + 4);
+    const unsigned char *p = buf + off + 8;
+    struct str s = { (const char *)p, n };
+    off += 8 + (size_t)n;
+    switch (tag) {
+    case T_MODE: R.mode = (uint32_t)rd64(p, n, tag); break;
+    case T_CLONE_FLAGS: R.clone_flags = rd64(p, n, tag); break;
+    case T_PARENT_PID: R.parent_pid = rd64(p, n, tag); break;
+    case T_SELF_MAP: R.self_map = rd64(p, n, tag); break;
+    case T_SANDBOX_UID: R.sandbox_uid = rd64(p, n, tag); break;
+    case T_SANDBOX_GID: R.sandbox_gid = rd64(p, n, tag); break;
+    case T_KEEP_NS: R.keep_ns = rd64(p, n, tag); break;
+    case T_PERSONALITY: R.personality = rd64(p, n, tag); break;
+    case T_NO_NEW_PRIVS: R.no_new_privs = rd64(p, n, tag); break;
+    case T_DROP_GROUPS: R.drop_groups = rd64(p, n, tag); break;
+    case T_NEWCGROUP: R.newcgroup = rd64(p, n, tag); break;
+    case T_TARGET_PID: R.target_pid = rd64(p, n, tag); break;
+    case T_UMASK: R.umask_ = rd64(p, n, tag); break;
+    case T_KILL_UID: R.kill_uid = rd64(p, n, tag); break;
+    case T_LOOPBACK: R.loopback = rd64(p, n, tag); break;
+    case T_SECCOMP:
+      if (n % sizeof(struct sock_filter) != 0 || n / sizeof(struct sock_filter) > BPF_MAXINSNS)
+        die("request rejected: seccomp program of %u bytes is not a valid BPF program", n);
+      R.seccomp = s;
+      break;
+    case T_UID_MAP: check_nul(tag, s.p, n); R.uid_map = s; break;
+    case T_GID_MAP: check_nul(tag, s.p, n); R.gid_map = s; break;
+    case T_HOSTNAME: check_nul(tag, s.p, n); R.hostname = s; break;
+    case T_DOMAINNAME: check_nul(tag, s.p, n); R.domainname = s; break;
+    case T_CHROOT: check_nul(tag, s.p, n); R.chroot = s; break;
+    case T_CWD: check_nul(tag, s.p, n); R.cwd = s; break;
+    case T_BUILDER: check_nul(tag, s.p, n); R.builder = s; break;
+    case T_CGROUP: check_nul(tag, s.p, n); R.cgroup = s; break;
+    case T_SOURCE: check_nul(tag, s.p, n); R.source = s; break;
+    case T_TARGET: check_nul(tag, s.p, n); R.target = s; break;
+    case T_STORE_DIR: check_nul(tag, s.p, n); R.store_dir = s; break;
+    case T_ARG: check_nul(tag, s.p, n); R.argv[R.nargs++] = cstr(s); break;
+    case T_ENV:
+      check_nul(tag, s.p, n);
+      if (!memchr(s.p, '=', n)) die("request rejected: environment entry without '='");
+      R.envp[R.nenv++] = cstr(s);
+      break;
+    case T_OP: {
+      if (n < 20) die("request rejected: truncated operation");
+      struct op *o = &R.ops[R.nops++];
+      o->code = rd32(p); o->flags = rd32(p + 4); o->mode = rd32(p + 8);
+      uint32_t la = rd32(p + 12);
+      if (la > n - 20) die("request rejected: truncated operation");
+      o->a.p = (const char *)p + 16; o->a.n = la;
+      uint32_t lb = rd32(p + 16 + la);
+      if (lb != n - 20 - la) die("request rejected: truncated operation");
+      o->b.p = (const char *)p + 20 + la; o->b.n = lb;
+      check_nul(tag, o->a.p, la);
+      check_nul(tag, o->b.p, lb);
+      break;
+    }
+    default: die("request rejected: unknown record tag %u", tag);
+    }
+  }
+}
+
+/* ---------- small helpers ---------- */
+
+static int write_file_at(int dirfd, const char *path, const char *data, size_t n) {
+  int fd = openat(dirfd, path, O_WRONLY | O_CLOEXEC);
+  if (fd < 0) return -1;
+  ssize_t w = write(fd, data, n);
+  int e = errno;
+  close(fd);
+  errno = e;
+  return w == (ssize_t)n ? 0 : -1;
+}
+
+static int sys_open_tree(int dfd, const char *path, unsigned flags) {
+  return (int)syscall(SYS_open_tree, dfd, path, flags);
+}
+static int sys_move_mount(int fdf, const char *pf, int fdt, const char *pt, unsigned flags) {
+  return (int)syscall(SYS_move_mount, fdf, pf, fdt, pt, flags);
+}
+static int sys_mount_setattr(int dfd, const char *path, unsigned flags, uint64_t set) {
+  struct mount_attr a;
+  memset(&a, 0, sizeof a);
+  a.attr_set = set;
+  return (int)syscall(SYS_mount_setattr, dfd, path, flags, &a, sizeof a);
+}
+
+/* Chroot being populated; every path of the plan resolves beneath it without
+ * following symlinks, so nothing the plan creates can land outside. */
+static int root_fd = -1;
+static const char *root_path;
+
+/* Opens the parent directory of `rel` (absolute inside the chroot) beneath
+ * root_fd, creating missing directories (0755) when `create`; returns the fd
+ * and points *leaf at the last component. */
+static int open_parent(const char *rel, char *scratch, const char **leaf, int create) {
+  size_t n = strlen(rel);
+  if (n == 0 || rel[0] != '/' || n >= PATH_MAX) {
+    errno = EINVAL;
+    return -1;
+  }
+  memcpy(scratch, rel, n + 1);
+  int dir = dup(root_fd);
+  if (dir < 0) return -1;
+  char *p = scratch + 1;
+  for (;;) {
+    char *slash = strchr(p, '/');
+    if (!slash) break;
+    *slash = 0;
+    if (*p == 0 || strcmp(p, ".") == 0 || strcmp(p, "..") == 0) {
+      close(dir);
+      errno = EINVAL;
+      return -1;
+    }
+    int next = openat(dir, p, O_PATH | O_NOFOLLOW | O_DIRECTORY | O_CLOEXEC);
+    if (next < 0 && errno == ENOENT && create) {
+      if (mkdirat(dir, p, 0755) < 0 && errno != EEXIST) {
+        int e = errno;
+        close(dir);
+        errno = e;
+        return -1;
+      }
+      next = openat(dir, p, O_PATH | O_NOFOLLOW | O_DIRECTORY | O_CLOEXEC);
+    }
+    int e = errno;
+    close(dir);
+    if (next < 0) {
+      errno = (e == ELOOP || e == ENOTDIR) ? ELOOP : e;
+      return -1;
+    }
+    dir = next;
+    p = slash + 1;
+  }
+  if (*p == 0 || strcmp(p, ".") == 0 || strcmp(p, "..") == 0) {
+    close(dir);
+    errno = EINVAL;
+    return -1;
+  }
+  *leaf = p;
+  return dir;
+}
+
+/* Creates (if missing) the mount point for a bind of a `isdir` source. */
+static int make_mountpoint(int dir, const char *leaf, int isdir) {
+  struct stat st;
+  if (fstatat(dir, leaf, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+    if (S_ISLNK(st.st_mode)) {
+      errno = ELOOP;
+      return -1;
+    }
+    if (!!S_ISDIR(st.st_mode) != !!isdir) {
+      errno = isdir ? ENOTDIR : EISDIR;
+      return -1;
+    }
+    return 0;
+  }
+  if (errno != ENOENT) return -1;
+  if (isdir) return mkdirat(dir, leaf, 0755) < 0 && errno != EEXIST ? -1 : 0;
+  int fd = openat(dir, leaf, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0444);
+  if (fd < 0) return -1;
+  close(fd);
+  return 0;
+}
+
+static uint64_t attr_of_flags(uint32_t f) {
+  uint64_t a = 0;
+  if (f & F_RO) a |= MOUNT_ATTR_RDONLY;
+  if (f & F_NOSUID) a |= MOUNT_ATTR_NOSUID;
+  if (f & F_NODEV) a |= MOUNT_ATTR_NODEV;
+  if (f & F_NOEXEC) a |= 0x8; /* MOUNT_ATTR_NOEXEC */
+  return a;
+}
+
+static int have_new_mount_api = 1;
+
+/* Classic fallback for kernels without mount_setattr: remount keeping the
+ * flags the kernel locks for mounts inherited from a more privileged
+ * namespace. */
+static int remount_classic(const char *path, uint32_t f, int bind) {
+  struct statvfs sv;
+  if (statvfs(path, &sv) < 0) return -1;
+  unsigned long fl = MS_REMOUNT | (bind ? MS_BIND : 0);
+  if (sv.f_flag & ST_NOSUID) fl |= MS_NOSUID;
+  if (sv.f_flag & ST_NODEV) fl |= MS_NODEV;
+  if (sv.f_flag & ST_NOEXEC) fl |= MS_NOEXEC;
+  if (sv.f_flag & ST_NOATIME) fl |= MS_NOATIME;
+  if (sv.f_flag & ST_NODIRATIME) fl |= MS_NODIRATIME;
+  if (sv.f_flag & ST_RELATIME) fl |= MS_RELATIME;
+  if (f & F_RO) fl |= MS_RDONLY;
+  if (f & F_NOSUID) fl |= MS_NOSUID;
+  if (f & F_NODEV) fl |= MS_NODEV;
+  if (f & F_NOEXEC) fl |= MS_NOEXEC;
+  return mount(NULL, path, NULL, fl, NULL);
+}
+
+/* Binds host `source` onto dir/leaf with the requested attributes. */
+static int bind_at(const char *source, int dir, const char *leaf, uint32_t flags) {
+  uint64_t attrs = attr_of_flags(flags);
+  if (have_new_mount_api) {
+    int t = sys_open_tree(AT_FDCWD, source, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE);
+    if (t >= 0) {
+      if (attrs && sys_mount_setattr(t, "", AT_EMPTY_PATH | AT_RECURSIVE, attrs) < 0) {
+        int e = errno;
+        close(t);
+        errno = e;
+        return -1;
+      }
+      int r = sys_move_mount(t, "", dir, leaf, MOVE_MOUNT_F_EMPTY_PATH);
+      int e = errno;
+      close(t);
+      errno = e;
+      return r;
+    }
+    if (errno != ENOSYS) return -1;
+    have_new_mount_api = 0;
+  }
+  char target[64];
+  int tfd = openat(dir, leaf, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+  if (tfd < 0) return -1;
+  snprintf(target, sizeof target, "/proc/self/fd/%d", tfd);
+  int r = mount(source, target, NULL, MS_BIND | MS_REC, NULL);
+  close(tfd);
+  if (r < 0 || !attrs) return r;
+  tfd = openat(dir, leaf, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+  if (tfd < 0) return -1;
+  snprintf(target, sizeof target, "/proc/self/fd/%d", tfd);
+  r = remount_classic(target, flags, 1);
+  close(tfd);
+  return r;
+}
+
+static int set_attrs_at(int fd, uint32_t flags) {
+  if (have_new_mount_api) {
+    if (sys_mount_setattr(fd, "", AT_EMPTY_PATH, attr_of_flags(flags)) == 0) return 0;
+    if (errno != ENOSYS) return -1;
+    have_new_mount_api = 0;
+  }
+  char target[64];
+  snprintf(target, sizeof target, "/proc/self/fd/%d", fd);
+  return remount_classic(target, flags, 1);
+}
+
+/* ---------- the operations of the plan ---------- */
+
+static void run_op(const struct op *o) {
+  char scratch[PATH_MAX];
+  char *a = cstr(o->a), *b = cstr(o->b);
+  const char *leaf;
+  int dir;
+  switch (o->code) {
+  case OP_MKDIR: {
+    dir = open_parent(a, scratch, &leaf, 1);
+    if (dir < 0) die("creating directory '%s' in the sandbox: %s", a, strerror(errno));
+    if (mkdirat(dir, leaf, (mode_t)o->mode) < 0) {
+      struct stat st;
+      if (errno != EEXIST || fstatat(dir, leaf, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISDIR(st.st_mode))
+        die("creating directory '%s' in the sandbox: %s", a, strerror(errno == EEXIST ? EEXIST : errno));
+    }
+    if (fchmodat(dir, leaf, (mode_t)o->mode, 0) < 0)
+      die("setting mode of '%s' in the sandbox: %s", a, strerror(errno));
+    close(dir);
+    break;
+  }
+  case OP_WRITE: {
+    dir = open_parent(a, scratch, &leaf, 1);
+    if (dir < 0) die("creating '%s' in the sandbox: %s", a, strerror(errno));
+    int fd = openat(dir, leaf, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, (mode_t)o->mode);
+    if (fd < 0) die("creating '%s' in the sandbox: %s", a, strerror(errno));
+    write_all(fd, o->b.p, o->b.n);
+    if (fchmod(fd, (mode_t)o->mode) < 0) die("setting mode of '%s': %s", a, strerror(errno));
+    close(fd);
+    close(dir);
+    break;
+  }
+  case OP_SYMLINK: {
+    /* a = link path in the sandbox, b = link text */
+    dir = open_parent(a, scratch, &leaf, 1);
+    if (dir < 0 || symlinkat(b, dir, leaf) < 0)
+      die("creating symlink '%s' -> '%s' in the sandbox: %s", a, b, strerror(errno));
+    close(dir);
+    break;
+  }
+  case OP_COPY_SYMLINK: {
+    /* a = target in the sandbox, b = host symlink to reproduce */
+    char text[PATH_MAX];
+    ssize_t n = readlink(b, text, sizeof text - 1);
+    if (n < 0) {
+      if ((o->flags & F_OPTIONAL) && errno == ENOENT) break;
+      die("reading symlink '%s': %s", b, strerror(errno));
+    }
+    text[n] = 0;
+    dir = open_parent(a, scratch, &leaf, 1);
+    if (dir < 0 || symlinkat(text, dir, leaf) < 0)
+      die("creating symlink '%s' in the sandbox: %s", a, strerror(errno));
+    close(dir);
+    break;
+  }
+  case OP_BIND: {
+    /* a = target in the sandbox, b = host source */
+    struct stat st;
+    if (stat(b, &st) < 0) {
+      if ((o->flags & F_OPTIONAL) && errno == ENOENT) break;
+      die("getting attributes of path '%s': %s", b, strerror(errno));
+    }
+    dir = open_parent(a, scratch, &leaf, 1);
+    if (dir < 0) die("creating the mount point '%s' in the sandbox: %s", a, strerror(errno));
+    if (make_mountpoint(dir, leaf, S_ISDIR(st.st_mode)) < 0)
+      die("creating the mount point '%s' in the sandbox: %s", a, strerror(errno));
+    if (bind_at(b, dir, leaf, o->flags) < 0)
+      die("bind mount from '%s' to '%s' failed: %s", b, a, strerror(errno));
+    if (o->flags & F_SHARED) {
+      int t = openat(dir, leaf, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+      char p[64];
+      snprintf(p, sizeof p, "/proc/self/fd/%d", t);
+      if (t < 0 || mount(NULL, p, NULL, MS_SHARED, NULL) < 0)
+        die("unable to make '%s' shared: %s", a, strerror(errno));
+      close(t);
+    }
+    close(dir);
+    break;
+  }
+  case OP_MOUNT: {
+    /* a = target in the sandbox, b = "fstype\0data" flattened as "fstype:data" */
+    char *colon = strchr(b, ':');
+    const char *data = NULL;
+    if (colon) {
+      *colon = 0;
+      data = colon + 1;
+    }
+    dir = open_parent(a, scratch, &leaf, 1);
+    if (dir < 0 || make_mountpoint(dir, leaf, 1) < 0)
+      die("creating the mount point '%s' in the sandbox: %s", a, strerror(errno));
+    int t = openat(dir, leaf, O_PATH | O_NOFOLLOW | O_DIRECTORY | O_CLOEXEC);
+    char p[64];
+    snprintf(p, sizeof p, "/proc/self/fd/%d", t);
+    unsigned long fl = 0;
+    if (o->flags & F_NOSUID) fl |= MS_NOSUID;
+    if (o->flags & F_NODEV) fl |= MS_NODEV;
+    if (o->flags & F_NOEXEC) fl |= MS_NOEXEC;
+    if (o->flags & F_RO) fl |= MS_RDONLY;
+    if (t < 0 || mount("none", p, b, fl, data && *data ? data : NULL) < 0) {
+      if (o->flags & F_OPTIONAL) {
+        if (t >= 0) close(t);
+        close(dir);
+        break;
+      }
+      die("mounting %s on '%s': %s", b, a, strerror(errno));
+    }
+    close(t);
+    close(dir);
+    break;
+  }
+  case OP_REMOUNT_RO: {
+    int t;
+    if (strcmp(a, "/") == 0) {
+      t = openat(root_fd, ".", O_PATH | O_DIRECTORY | O_CLOEXEC);
+    } else {
+      dir = open_parent(a, scratch, &leaf, 0);
+      t = dir < 0 ? -1 : openat(dir, leaf, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+      if (dir >= 0) close(dir);
+    }
+    if (t < 0 || set_attrs_at(t, o->flags | F_RO) < 0)
+      die("making '%s' read-only: %s", a, strerror(errno));
+    close(t);
+    break;
+  }
+  default: die("request rejected: unknown operation %u", o->code);
+  }
+  free(a);
+  free(b);
+}
+
+/* ---------- the sandbox init ---------- */
+
+static int sync_child = -1, sync_parent = -1;
+
+static void send_fds(int sock, int a, int b) {
+  char byte = 'N';
+  struct iovec iov = { &byte, 1 };
+  union { char buf[CMSG_SPACE(2 * sizeof(int))]; struct cmsghdr align; } u;
+  memset(&u, 0, sizeof u);
+  struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof u.buf };
+  struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+  c->cmsg_level = SOL_SOCKET;
+  c->cmsg_type = SCM_RIGHTS;
+  c->cmsg_len = CMSG_LEN(2 * sizeof(int));
+  int fds[2] = { a, b };
+  memcpy(CMSG_DATA(c), fds, sizeof fds);
+  if (sendmsg(sock, &msg, 0) < 0) die("handing the mount namespace to the monitor: %s", strerror(errno));
+}
+
+static void write_self_maps(void) {
+  if (write_file_at(AT_FDCWD, "/proc/self/setgroups", "deny", 4) < 0 && errno != ENOENT)
+    die("writing /proc/self/setgroups: %s", strerror(errno));
+  if (write_file_at(AT_FDCWD, "/proc/self/uid_map", R.uid_map.p, R.uid_map.n) < 0)
+    die("writing the uid map '%.*s': %s", (int)R.uid_map.n, R.uid_map.p, strerror(errno));
+  if (write_file_at(AT_FDCWD, "/proc/self/gid_map", R.gid_map.p, R.gid_map.n) < 0)
+    die("writing the gid map '%.*s': %s", (int)R.gid_map.n, R.gid_map.p, strerror(errno));
+}
+
+static void loopback_up(void) {
+  int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) die("cannot open IP socket: %s", strerror(errno));
+  struct ifreq ifr;
+  memset(&ifr, 0, sizeof ifr);
+  strcpy(ifr.ifr_name, "lo");
+  ifr.ifr_flags = IFF_UP | IFF_LOOPBACK | IFF_RUNNING;
+  if (ioctl(fd, SIOCSIFFLAGS, &ifr) < 0) die("cannot set loopback interface flags: %s", strerror(errno));
+  close(fd);
+}
+
+__attribute__((noreturn)) static void sandbox_init(void) {
+  close(sync_parent);
+  close(FD_RESULT);
+  if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0) die("prctl(PR_SET_PDEATHSIG): %s", strerror(errno));
+  /* The monitor may have died before PDEATHSIG was armed. */
+  struct pollfd pf = { sync_child, POLLIN, 0 };
+  if (poll(&pf, 1, 0) > 0 && (pf.revents & POLLHUP)) _exit(1);
+
+  int userns = (R.clone_flags & CLONE_NEWUSER) != 0;
+  if (userns && R.self_map) write_self_maps();
+  if (!R.self_map || R.cgroup.n) {
+    char c;
+    ssize_t r;
+    do r = read(sync_child, &c, 1); while (r < 0 && errno == EINTR);
+    if (r != 1) _exit(1);
+  }
+  if (R.newcgroup && unshare(CLONE_NEWCGROUP) < 0) die("unsharing the cgroup namespace: %s", strerror(errno));
+  if (setsid() < 0) die("setsid: %s", strerror(errno));
+  if (dup2(1, 2) < 0) die("dup2: %s", strerror(errno));
+
+  if (R.clone_flags & CLONE_NEWUTS) {
+    if (R.hostname.n && sethostname(R.hostname.p, R.hostname.n) < 0)
+      die("cannot set host name: %s", strerror(errno));
+    if (R.domainname.n && setdomainname(R.domainname.p, R.domainname.n) < 0)
+      die("cannot set domain name: %s", strerror(errno));
+  }
+  if ((R.clone_flags & CLONE_NEWNET) && R.loopback) loopback_up();
+
+  umask(0);
+  if (R.chroot.n) {
+    root_path = cstr(R.chroot);
+    if (mount(NULL, "/", NULL, MS_PRIVATE | MS_REC, NULL) < 0) die("unable to make '/' private: %s", strerror(errno));
+    if (mount(root_path, root_path, NULL, MS_BIND, NULL) < 0)
+      die("unable to bind mount '%s': %s", root_path, strerror(errno));
+    root_fd = open(root_path, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (root_fd < 0) die("opening '%s': %s", root_path, strerror(errno));
+    for (size_t i = 0; i < R.nops; i++) run_op(&R.ops[i]);
+
+    if (R.keep_ns) {
+      int u = userns ? open("/proc/self/ns/user", O_RDONLY | O_CLOEXEC) : open("/dev/null", O_RDONLY | O_CLOEXEC);
+      int m = open("/proc/self/ns/mnt", O_RDONLY | O_CLOEXEC);
+      if (u < 0 || m < 0) die("getting the sandbox mount namespace: %s", strerror(errno));
+      send_fds(sync_child, u, m);
+      close(u);
+      close(m);
+      /* The namespace just handed over keeps the host view (before
+       * pivot_root), so paths can be bind-mounted in later; its store dir is
+       * shared with the copy the builder gets. */
+      if (unshare(CLONE_NEWNS) < 0) die("unsharing mount namespace: %s", strerror(errno));
+    }
+    if (fchdir(root_fd) < 0) die("cannot change directory to '%s': %s", root_path, strerror(errno));
+    if (syscall(SYS_pivot_root, ".", ".") < 0)
+      die("cannot pivot old root directory onto '%s': %s", root_path, strerror(errno));
+    if (umount2(".", MNT_DETACH) < 0) die("cannot unmount real root filesystem: %s", strerror(errno));
+    if (chroot(".") < 0) die("cannot change root directory to '%s': %s", root_path, strerror(errno));
+    close(root_fd);
+  }
+  close(sync_child);
+
+  if (setresgid((gid_t)R.sandbox_gid, (gid_t)R.sandbox_gid, (gid_t)R.sandbox_gid) < 0)
+    die("setgid failed: %s", strerror(errno));
+  if (setresuid((uid_t)R.sandbox_uid, (uid_t)R.sandbox_uid, (uid_t)R.sandbox_uid) < 0)
+    die("setuid failed: %s", strerror(errno));
+
+  char *cwd = cstr(R.cwd.n ? R.cwd : (struct str){ "/", 1 });
+  if (chdir(cwd) < 0) die("changing into '%s': %s", cwd, strerror(errno));
+
+  if (syscall(SYS_close_range, 3u, ~0u, CLOSE_RANGE_CLOEXEC) < 0) {
+    for (int fd = 3; fd < 65536; fd++)
+      if (fd != FD_STATUS) close(fd);
+  }
+  if (R.personality != 0xffffffffu && personality((unsigned long)R.personality) < 0)
+    die("cannot set personality: %s", strerror(errno));
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_CORE, &rl) == 0) {
+    rl.rlim_cur = 0;
+    setrlimit(RLIMIT_CORE, &rl);
+  }
+  if (R.no_new_privs && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+    die("cannot set no_new_privs: %s", strerror(errno));
+  if (R.seccomp.n) {
+    struct sock_fprog prog = { (unsigned short)(R.seccomp.n / sizeof(struct sock_filter)),
+                               (struct sock_filter *)(uintptr_t)R.seccomp.p };
+    if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) < 0 &&
+        prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) < 0)
+      die("unable to load seccomp BPF program: %s", strerror(errno));
+  }
+  umask((mode_t)R.umask_);
+  char *builder = cstr(R.builder);
+  execve(builder, R.argv, R.envp);
+  die("executing '%s': %s", builder, strerror(errno));
+}
+
+/* ---------- the monitor ---------- */
+
+static volatile pid_t child_pid = -1;
+
+static void forward_kill(int sig) {
+  (void)sig;
+  if (child_pid > 0) kill(child_pid, SIGKILL);
+}
+
+static void write_maps_for(pid_t pid) {
+  char path[64];
+  snprintf(path, sizeof path, "/proc/%d/setgroups", (int)pid);
+  if (write_file_at(AT_FDCWD, path, "deny", 4) < 0 && errno != ENOENT) {
+    /* Multi-id maps written by root keep setgroups allowed. */
+  }
+  snprintf(path, sizeof path, "/proc/%d/uid_map", (int)pid);
+  if (write_file_at(AT_FDCWD, path, R.uid_map.p, R.uid_map.n) < 0)
+    die("writing the uid map '%.*s': %s", (int)R.uid_map.n, R.uid_map.p, strerror(errno));
+  snprintf(path, sizeof path, "/proc/%d/gid_map", (int)pid);
+  if (write_file_at(AT_FDCWD, path, R.gid_map.p, R.gid_map.n) < 0)
+    die("writing the gid map '%.*s': %s", (int)R.gid_map.n, R.gid_map.p, strerror(errno));
+}
+
+static int recv_fds(int sock, int *a, int *b) {
+  char byte;
+  struct iovec iov = { &byte, 1 };
+  union { char buf[CMSG_SPACE(2 * sizeof(int))]; struct cmsghdr align; } u;
+  struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof u.buf };
+  ssize_t r;
+  do r = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC); while (r < 0 && errno == EINTR);
+  if (r <= 0) return -1;
+  struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+  if (!c || c->cmsg_type != SCM_RIGHTS || c->cmsg_len != CMSG_LEN(2 * sizeof(int))) return -1;
+  int fds[2];
+  memcpy(fds, CMSG_DATA(c), sizeof fds);
+  *a = fds[0];
+  *b = fds[1];
+  return 0;
+}
+
+static pid_t clone_child(uint64_t flags) {
+  return (pid_t)syscall(SYS_clone, (unsigned long)(flags | SIGCHLD), NULL, NULL, NULL, NULL);
+}
+
+static int run_mode(void) {
+  if (!R.builder.n) die("request rejected: no builder");
+  if (!R.nargs) die("request rejected: empty argv");
+  if (R.drop_groups && getuid() == 0 && setgroups(0, NULL) < 0)
+    die("setgroups failed: %s", strerror(errno));
+  int sv[2];
+  if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) die("socketpair: %s", strerror(errno));
+  sync_child = sv[0];
+  sync_parent = sv[1];
+
+  /* Forwarded kills: the handler only needs child_pid. */
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = forward_kill;
+  sigset_t block, old;
+  sigemptyset(&block);
+  sigaddset(&block, SIGTERM);
+  sigaddset(&block, SIGINT);
+  sigaddset(&block, SIGHUP);
+  sigprocmask(SIG_BLOCK, &block, &old);
+
+  pid_t pid = clone_child(R.clone_flags);
+  if (pid < 0) die("cloning the sandbox (flags 0x%llx): %s", (unsigned long long)R.clone_flags, strerror(errno));
+  if (pid == 0) {
+    sigprocmask(SIG_SETMASK, &old, NULL);
+    sandbox_init();
+  }
+  child_pid = pid;
+  sigaction(SIGTERM, &sa, NULL);
+  sigaction(SIGINT, &sa, NULL);
+  sigaction(SIGHUP, &sa, NULL);
+  sigprocmask(SIG_SETMASK, &old, NULL);
+  close(sync_child);
+
+  if (!R.self_map || R.cgroup.n) {
+    if (!R.self_map && (R.clone_flags & CLONE_NEWUSER)) write_maps_for(pid);
+    if (R.cgroup.n) {
+      char *cg = cstr(R.cgroup), path[PATH_MAX], num[32];
+      snprintf(path, sizeof path, "%s/cgroup.procs", cg);
+      int n = snprintf(num, sizeof num, "%d", (int)pid);
+      if (write_file_at(AT_FDCWD, path, num, (size_t)n) < 0) {
+        kill(pid, SIGKILL);
+        die("moving the build into cgroup '%s': %s", cg, strerror(errno));
+      }
+      free(cg);
+    }
+    if (write(sync_parent, "G", 1) != 1) { /* child died; reported below */ }
+  }
+  report('P', "%d", (int)pid);
+  if (R.keep_ns) {
+    int u, m;
+    if (recv_fds(sync_parent, &u, &m) == 0) {
+      dup2(u, FD_KEPT_USERNS);
+      dup2(m, FD_KEPT_MNTNS);
+      close(u);
+      close(m);
+    }
+  }
+  /* sync_parent stays open: the init treats its hang-up as the monitor's death. */
+  /* From here on only the builder may hold the status channel: its EOF means
+   * exec. The log channel must not be held open by the monitor either. */
+  close(FD_STATUS);
+  int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
+  if (devnull >= 0) {
+    dup2(devnull, 1);
+    dup2(devnull, 2);
+    close(devnull);
+  }
+
+  int st;
+  pid_t w;
+  do w = waitpid(pid, &st, __WALL); while (w < 0 && errno == EINTR);
+  struct rusage ru;
+  memset(&ru, 0, sizeof ru);
+  getrusage(RUSAGE_CHILDREN, &ru);
+  char line[160];
+  int code = -1, sig = 0;
+  if (w == pid && WIFEXITED(st)) code = WEXITSTATUS(st);
+  else if (w == pid && WIFSIGNALED(st)) sig = WTERMSIG(st);
+  int n = snprintf(line, sizeof line, "X %d %d %lld %lld %ld\n", code, sig,
+                   (long long)ru.ru_utime.tv_sec * 1000000 + ru.ru_utime.tv_usec,
+                   (long long)ru.ru_stime.tv_sec * 1000000 + ru.ru_stime.tv_usec, ru.ru_maxrss);
+  write_all(FD_RESULT, line, (size_t)n);
+  return 0;
+}
+
+/* ---------- probe: the real thing, step by step ---------- */
+
+static int probe_mode(void) {
+  int sv[2];
+  if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) die("socketpair: %s", strerror(errno));
+  pid_t pid = clone_child(R.clone_flags);
+  if (pid < 0) {
+    report('F', "clone %d %s", errno, strerror(errno));
+    return 0;
+  }
+  if (pid == 0) {
+    close(sv[1]);
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    report('S', "clone ok");
+    if (R.clone_flags & CLONE_NEWUSER) {
+      if (write_file_at(AT_FDCWD, "/proc/self/setgroups", "deny", 4) < 0 && errno != ENOENT) {
+        report('F', "setgroups %d %s", errno, strerror(errno));
+        _exit(1);
+      }
+      if (write_file_at(AT_FDCWD, "/proc/self/uid_map", R.uid_map.p, R.uid_map.n) < 0) {
+        report('F', "uid_map %d %s", errno, strerror(errno));
+        _exit(1);
+      }
+      if (write_file_at(AT_FDCWD, "/proc/self/gid_map", R.gid_map.p, R.gid_map.n) < 0) {
+        report('F', "gid_map %d %s", errno, strerror(errno));
+        _exit(1);
+      }
+      report('S', "uid_map ok");
+    }
+    if (mount(NULL, "/", NULL, MS_PRIVATE | MS_REC, NULL) < 0) {
+      report('F', "mount %d %s", errno, strerror(errno));
+      _exit(1);
+    }
+    char *dir = cstr(R.target);
+    if (mount("none", dir, "tmpfs", 0, "size=64k") < 0) {
+      report('F', "mount %d %s", errno, strerror(errno));
+      _exit(1);
+    }
+    report('S', "mount ok");
+    char proc[PATH_MAX];
+    snprintf(proc, sizeof proc, "%s/proc", dir);
+    if (mkdir(proc, 0755) < 0 || mount("proc", proc, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0) {
+      report('F', "proc %d %s", errno, strerror(errno));
+      _exit(1);
+    }
+    report('S', "proc ok");
+    if (R.clone_flags & CLONE_NEWNET) {
+      int fd = socket(AF_INET, SOCK_DGRAM, 0);
+      struct ifreq ifr;
+      memset(&ifr, 0, sizeof ifr);
+      strcpy(ifr.ifr_name, "lo");
+      ifr.ifr_flags = IFF_UP | IFF_LOOPBACK | IFF_RUNNING;
+      if (fd < 0 || ioctl(fd, SIOCSIFFLAGS, &ifr) < 0) {
+        report('F', "loopback %d %s", errno, strerror(errno));
+        _exit(1);
+      }
+      report('S', "loopback ok");
+    }
+    if (R.seccomp.n) {
+      struct sock_fprog prog = { (unsigned short)(R.seccomp.n / sizeof(struct sock_filter)),
+                                 (struct sock_filter *)(uintptr_t)R.seccomp.p };
+      prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+      if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) < 0) {
+        report('F', "seccomp %d %s", errno, strerror(errno));
+        _exit(1);
+      }
+      report('S', "seccomp ok");
+    }
+    _exit(0);
+  }
+  close(sv[0]);
+  int st;
+  while (waitpid(pid, &st, __WALL) < 0 && errno == EINTR) {}
+  report('S', "done %d", WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st));
+  return 0;
+}
+
+/* ---------- add-path: make a host path appear in a running sandbox ---------- */
+
+static int add_path_mode(void) {
+  if (!R.target_pid || !R.source.n || !R.target.n) die("request rejected: add-path needs a pid, a source and a target");
+  char *source = cstr(R.source), *target = cstr(R.target);
+  char path[64];
+  snprintf(path, sizeof path, "/proc/%llu/fd/%d", (unsigned long long)R.target_pid, FD_KEPT_USERNS);
+  int u = open(path, O_RDONLY | O_CLOEXEC);
+  snprintf(path, sizeof path, "/proc/%llu/fd/%d", (unsigned long long)R.target_pid, FD_KEPT_MNTNS);
+  int m = open(path, O_RDONLY | O_CLOEXEC);
+  if (u < 0 || m < 0) die("the build (monitor pid %llu) kept no mount namespace to add paths to: %s",
+                          (unsigned long long)R.target_pid, strerror(errno));
+  struct stat st;
+  if (lstat(source, &st) < 0) die("getting attributes of path '%s': %s", source, strerror(errno));
+  /* Enter the sandbox's user namespace (when it has one) for the mount
+   * capability, then its pre-pivot mount namespace where host paths are
+   * still visible. */
+  if ((R.clone_flags & CLONE_NEWUSER) && setns(u, CLONE_NEWUSER) < 0)
+    die("entering sandbox user namespace: %s", strerror(errno));
+  if (setns(m, CLONE_NEWNS) < 0) die("entering sandbox mount namespace: %s", strerror(errno));
+  char *store = cstr(R.store_dir);
+  root_fd = open(store, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (root_fd < 0) die("opening the sandbox store '%s': %s", store, strerror(errno));
+  char scratch[PATH_MAX];
+  const char *leaf;
+  int dir = open_parent(target, scratch, &leaf, 0);
+  if (dir < 0) die("resolving '%s' in the sandbox store: %s", target, strerror(errno));
+  struct stat tst;
+  if (fstatat(dir, leaf, &tst, AT_SYMLINK_NOFOLLOW) == 0)
+    die("store path '%s' already exists in the sandbox", leaf);
+  if (S_ISLNK(st.st_mode)) {
+    char text[PATH_MAX];
+    ssize_t n = readlink(source, text, sizeof text - 1);
+    if (n < 0) die("reading symlink '%s': %s", source, strerror(errno));
+    text[n] = 0;
+    if (symlinkat(text, dir, leaf) < 0) die("creating symlink '%s' in the sandbox: %s", leaf, strerror(errno));
+  } else {
+    if (make_mountpoint(dir, leaf, S_ISDIR(st.st_mode)) < 0)
+      die("creating the mount point for '%s': %s", leaf, strerror(errno));
+    if (bind_at(source, dir, leaf, F_RO | F_NOSUID | F_NODEV) < 0)
+      die("bind mount from '%s' to '%s' failed: %s", source, target, strerror(errno));
+  }
+  return 0;
+}
+
+/* ---------- kill-user: leftovers of a build user ---------- */
+
+static int kill_user_mode(void) {
+  uid_t uid = (uid_t)R.kill_uid;
+  if (uid == 0 || uid == getuid()) die("refusing to kill all processes of uid %u", (unsigned)uid);
+  pid_t pid = fork();
+  if (pid < 0) die("fork: %s", strerror(errno));
+  if (pid == 0) {
+    if (setresuid(uid, uid, uid) < 0) die("setuid(%u): %s", (unsigned)uid, strerror(errno));
+    /* kill(-1) as the build user reaches exactly that user's processes;
+     * repeat until nothing is left (fork bombs). */
+    for (int i = 0; i < 1000; i++) {
+      if (kill(-1, SIGKILL) < 0) {
+        if (errno == ESRCH) _exit(0);
+        die("cannot kill processes for uid %u: %s", (unsigned)uid, strerror(errno));
+      }
+    }
+    _exit(0);
+  }
+  int st;
+  while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {}
+  return 0;
+}
+
+int main(void) {
+  if (fcntl(FD_STATUS, F_SETFD, FD_CLOEXEC) < 0) return 125;
+  size_t len;
+  unsigned char *buf = read_request(&len);
+  parse_request(buf, len);
+  if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0) die("prctl(PR_SET_PDEATHSIG): %s", strerror(errno));
+  if (R.parent_pid && (uint64_t)getppid() != R.parent_pid) _exit(1);
+  switch (R.mode) {
+  case MODE_RUN: return run_mode();
+  case MODE_PROBE: return probe_mode();
+  case MODE_ADD_PATH: return add_path_mode();
+  case MODE_KILL_USER: return kill_user_mode();
+  default: die("request rejected: unknown mode %u", R.mode);
+  }
+}

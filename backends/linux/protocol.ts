@@ -1,0 +1,284 @@
+// The launcher contract, in one file: the request the TypeScript side sends
+// to backends/linux/launcher.c, and the status/result lines it answers with.
+//
+// Request:  "DRVBOX01" record*
+//   record: u32 tag | u32 length | payload           (little endian)
+//   integers are u64 payloads; strings are raw bytes, never containing NUL;
+//   OP payload: u32 opcode | u32 flags | u32 mode | u32 lenA | A | u32 lenB | B
+// Status (fd 4, close-on-exec in the builder):
+//   "P <pid>"                  the sandbox init's pid (host namespace)
+//   "E <message>"              fatal setup error (at most one)
+//   "S <step> <detail>"        probe step passed
+//   "F <step> <errno> <text>"  probe step failed
+//   EOF without E              the builder was exec'd
+// Result (fd 5, written by the monitor when the init has been reaped):
+//   "X <code> <signal> <utime-us> <stime-us> <maxrss-kib>"
+//   (code -1 when killed by a signal; EOF without X: the monitor was killed)
+import { SandboxNulByte } from './errors.js';
+
+export const MAGIC = 'DRVBOX01';
+
+export const Tag = {
+  MODE: 1,
+  CLONE_FLAGS: 2,
+  PARENT_PID: 3,
+  UID_MAP: 4,
+  GID_MAP: 5,
+  SELF_MAP: 6,
+  SANDBOX_UID: 7,
+  SANDBOX_GID: 8,
+  HOSTNAME: 9,
+  DOMAINNAME: 10,
+  CHROOT: 11,
+  OP: 12,
+  KEEP_NS: 13,
+  CWD: 14,
+  PERSONALITY: 15,
+  NO_NEW_PRIVS: 16,
+  SECCOMP: 17,
+  BUILDER: 18,
+  ARG: 19,
+  ENV: 20,
+  DROP_GROUPS: 21,
+  CGROUP: 22,
+  NEWCGROUP: 23,
+  TARGET_PID: 24,
+  SOURCE: 25,
+  TARGET: 26,
+  UMASK: 27,
+  KILL_UID: 28,
+  LOOPBACK: 29,
+  STORE_DIR: 30,
+} as const;
+
+export const Mode = { RUN: 1, PROBE: 2, ADD_PATH: 3, KILL_USER: 4 } as const;
+
+export const OpCode = {
+  mkdir: 1,
+  write: 2,
+  symlink: 3,
+  bind: 4,
+  mount: 5,
+  'copy-symlink': 6,
+  'remount-ro': 7,
+} as const;
+
+export const OpFlag = { RO: 1, OPTIONAL: 2, SHARED: 4, NOSUID: 8, NODEV: 16, NOEXEC: 32 } as const;
+
+export const CloneFlag = {
+  NEWNS: 0x00020000,
+  NEWCGROUP: 0x02000000,
+  NEWUTS: 0x04000000,
+  NEWIPC: 0x08000000,
+  NEWUSER: 0x10000000,
+  NEWPID: 0x20000000,
+  NEWNET: 0x40000000,
+} as const;
+
+/** One low-level operation, as the launcher executes it. */
+export interface WireOp {
+  code: number;
+  flags: number;
+  mode: number;
+  a: string;
+  b: string | Buffer;
+}
+
+/** Everything the launcher can be told; absent fields are not sent. */
+export interface LauncherRequest {
+  mode: number;
+  cloneFlags?: number;
+  parentPid?: number;
+  uidMap?: string;
+  gidMap?: string;
+  selfMap?: boolean;
+  sandboxUid?: number;
+  sandboxGid?: number;
+  hostname?: string;
+  domainname?: string;
+  loopback?: boolean;
+  chroot?: string;
+  ops?: WireOp[];
+  keepNs?: boolean;
+  cwd?: string;
+  personality?: number | null;
+  noNewPrivs?: boolean;
+  seccomp?: Buffer | null;
+  builder?: string;
+  argv?: string[];
+  env?: [string, string][];
+  dropGroups?: boolean;
+  cgroup?: string;
+  newCgroup?: boolean;
+  targetPid?: number;
+  source?: string;
+  target?: string;
+  storeDir?: string;
+  umask?: number;
+  killUid?: number;
+}
+
+/** Names the field for the error message when a string holds a NUL byte. */
+function checkNul(what: string, value: string | Buffer, context: string): void {
+  const has = typeof value === 'string' ? value.includes('\0') : value.includes(0);
+  if (has) {
+    const shown = typeof value === 'string' ? JSON.stringify(value.replaceAll('\0', '\\0')) : '<bytes>';
+    throw new SandboxNulByte(`${context}: ${what} ${shown} contains a NUL byte`, { field: what, value: String(value) });
+  }
+}
+
+class Writer {
+  private chunks: Buffer[] = [];
+  private size = 0;
+  constructor(private readonly context: string) {
+    this.push(Buffer.from(MAGIC, 'latin1'));
+  }
+  private push(b: Buffer): void {
+    this.chunks.push(b);
+    this.size += b.length;
+  }
+  private header(tag: number, len: number): void {
+    const h = Buffer.allocUnsafe(8);
+    h.writeUInt32LE(tag, 0);
+    h.writeUInt32LE(len, 4);
+    this.push(h);
+  }
+  u64(tag: number, v: number | bigint | boolean): void {
+    const b = Buffer.allocUnsafe(8);
+    b.writeBigUInt64LE(BigInt(typeof v === 'boolean' ? (v ? 1 : 0) : v), 0);
+    this.header(tag, 8);
+    this.push(b);
+  }
+  str(tag: number, what: string, v: string | Buffer): void {
+    checkNul(what, v, this.context);
+    const b = typeof v === 'string' ? Buffer.from(v, 'utf8') : v;
+    this.header(tag, b.length);
+    this.push(b);
+  }
+  bytes(tag: number, v: Buffer): void {
+    this.header(tag, v.length);
+    this.push(v);
+  }
+  op(o: WireOp): void {
+    checkNul('sandbox path', o.a, this.context);
+    checkNul('sandbox path or content', o.b, this.context);
+    const a = Buffer.from(o.a, 'utf8');
+    const bb = typeof o.b === 'string' ? Buffer.from(o.b, 'utf8') : o.b;
+    const head = Buffer.allocUnsafe(16);
+    head.writeUInt32LE(o.code, 0);
+    head.writeUInt32LE(o.flags, 4);
+    head.writeUInt32LE(o.mode, 8);
+    head.writeUInt32LE(a.length, 12);
+    const lb = Buffer.allocUnsafe(4);
+    lb.writeUInt32LE(bb.length, 0);
+    this.header(Tag.OP, 20 + a.length + bb.length);
+    this.push(head);
+    this.push(a);
+    this.push(lb);
+    this.push(bb);
+  }
+  done(): Buffer {
+    return Buffer.concat(this.chunks, this.size);
+  }
+}
+
+/**
+ * Serialises one launcher request. `context` prefixes error messages (e.g.
+ * "derivation '/nix/store/…-x.drv'"). Throws SandboxNulByte before anything
+ * is sent when a path, argument or environment entry contains NUL.
+ */
+export function encodeRequest(r: LauncherRequest, context = 'sandbox request'): Buffer {
+  const w = new Writer(context);
+  w.u64(Tag.MODE, r.mode);
+  if (r.cloneFlags !== undefined) w.u64(Tag.CLONE_FLAGS, r.cloneFlags);
+  if (r.parentPid !== undefined) w.u64(Tag.PARENT_PID, r.parentPid);
+  if (r.uidMap !== undefined) w.str(Tag.UID_MAP, 'uid map', r.uidMap);
+  if (r.gidMap !== undefined) w.str(Tag.GID_MAP, 'gid map', r.gidMap);
+  if (r.selfMap !== undefined) w.u64(Tag.SELF_MAP, r.selfMap);
+  if (r.sandboxUid !== undefined) w.u64(Tag.SANDBOX_UID, r.sandboxUid);
+  if (r.sandboxGid !== undefined) w.u64(Tag.SANDBOX_GID, r.sandboxGid);
+  if (r.hostname !== undefined) w.str(Tag.HOSTNAME, 'host name', r.hostname);
+  if (r.domainname !== undefined) w.str(Tag.DOMAINNAME, 'domain name', r.domainname);
+  if (r.loopback !== undefined) w.u64(Tag.LOOPBACK, r.loopback);
+  if (r.chroot !== undefined) w.str(Tag.CHROOT, 'chroot path', r.chroot);
+  for (const o of r.ops ?? []) w.op(o);
+  if (r.keepNs !== undefined) w.u64(Tag.KEEP_NS, r.keepNs);
+  if (r.cwd !== undefined) w.str(Tag.CWD, 'working directory', r.cwd);
+  if (r.personality !== undefined && r.personality !== null) w.u64(Tag.PERSONALITY, r.personality);
+  if (r.noNewPrivs !== undefined) w.u64(Tag.NO_NEW_PRIVS, r.noNewPrivs);
+  if (r.seccomp) w.bytes(Tag.SECCOMP, r.seccomp);
+  if (r.builder !== undefined) w.str(Tag.BUILDER, 'builder path', r.builder);
+  for (const a of r.argv ?? []) w.str(Tag.ARG, 'argument', a);
+  for (const [k, v] of r.env ?? []) {
+    checkNul('environment variable name', k, context);
+    if (k.includes('=') || k === '') {
+      throw new SandboxNulByte(`${context}: environment variable name ${JSON.stringify(k)} is empty or contains '='`, {
+        field: 'environment variable name',
+        value: k,
+      });
+    }
+    checkNul(`value of environment variable '${k}'`, v, context);
+    w.str(Tag.ENV, 'environment entry', `${k}=${v}`);
+  }
+  if (r.dropGroups !== undefined) w.u64(Tag.DROP_GROUPS, r.dropGroups);
+  if (r.cgroup !== undefined) w.str(Tag.CGROUP, 'cgroup path', r.cgroup);
+  if (r.newCgroup !== undefined) w.u64(Tag.NEWCGROUP, r.newCgroup);
+  if (r.targetPid !== undefined) w.u64(Tag.TARGET_PID, r.targetPid);
+  if (r.source !== undefined) w.str(Tag.SOURCE, 'source path', r.source);
+  if (r.target !== undefined) w.str(Tag.TARGET, 'target path', r.target);
+  if (r.storeDir !== undefined) w.str(Tag.STORE_DIR, 'store directory', r.storeDir);
+  if (r.umask !== undefined) w.u64(Tag.UMASK, r.umask);
+  if (r.killUid !== undefined) w.u64(Tag.KILL_UID, r.killUid);
+  return w.done();
+}
+
+export type StatusLine =
+  | { kind: 'pid'; pid: number }
+  | { kind: 'error'; message: string }
+  | { kind: 'step-ok'; step: string; detail: string }
+  | { kind: 'step-failed'; step: string; errno: number; message: string }
+  | { kind: 'other'; text: string };
+
+export function parseStatusLine(line: string): StatusLine {
+  const kind = line.slice(0, 2);
+  const rest = line.slice(2);
+  switch (kind) {
+    case 'P ':
+      return { kind: 'pid', pid: Number(rest) };
+    case 'E ':
+      return { kind: 'error', message: rest };
+    case 'S ': {
+      const sp = rest.indexOf(' ');
+      return sp < 0 ? { kind: 'step-ok', step: rest, detail: '' } : { kind: 'step-ok', step: rest.slice(0, sp), detail: rest.slice(sp + 1) };
+    }
+    case 'F ': {
+      const m = /^(\S+) (\d+) (.*)$/.exec(rest);
+      if (m) return { kind: 'step-failed', step: m[1]!, errno: Number(m[2]), message: m[3]! };
+      return { kind: 'other', text: line };
+    }
+    default:
+      return { kind: 'other', text: line };
+  }
+}
+
+export interface ResultLine {
+  code: number | null;
+  signal: number | null;
+  cpuUserUs: number;
+  cpuSystemUs: number;
+  maxRssKiB: number;
+}
+
+export function parseResultLine(text: string): ResultLine | null {
+  const m = /^X (-?\d+) (\d+) (\d+) (\d+) (\d+)\n?$/.exec(text);
+  if (!m) return null;
+  const code = Number(m[1]);
+  const sig = Number(m[2]);
+  return {
+    code: code >= 0 ? code : null,
+    signal: sig > 0 ? sig : null,
+    cpuUserUs: Number(m[3]),
+    cpuSystemUs: Number(m[4]),
+    maxRssKiB: Number(m[5]),
+  };
+}

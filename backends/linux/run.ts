@@ -1,0 +1,283 @@
+// Carrying out a LinuxSandboxSpec: prepare the chroot dir, hand the launcher
+// its request, and wrap the result in a RunningBuild.
+import { chmodSync, chownSync, lchownSync, lstatSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
+import { constants as osConstants } from 'node:os';
+import { basename, join } from 'node:path';
+import type { Readable } from 'node:stream';
+import type { ExitStatus, ResourceUsage, RunningBuild } from '../backend.js';
+import { AddPathFailed, SandboxSetupFailed } from './errors.js';
+import { requireLauncher } from './launcher-path.js';
+import type { LinuxSandboxSpec, SandboxOp } from './plan.js';
+import { physicalPath } from './plan.js';
+import { encodeRequest, Mode, OpCode, OpFlag, parseResultLine, type LauncherRequest, type WireOp } from './protocol.js';
+import { compileSeccomp } from './seccomp.js';
+import { spawnLauncher, type LauncherProcess } from './spawn.js';
+
+const signalNames = new Map<number, NodeJS.Signals>(
+  Object.entries(osConstants.signals).map(([name, num]) => [num, name as NodeJS.Signals]),
+);
+
+/** How long kill() waits for the monitor to report before SIGKILLing it. */
+const KILL_GRACE_MS = 5000;
+
+export function wireOps(ops: readonly SandboxOp[]): WireOp[] {
+  return ops.map((o): WireOp => {
+    switch (o.op) {
+      case 'mkdir':
+        return { code: OpCode.mkdir, flags: 0, mode: o.mode, a: o.path, b: '' };
+      case 'write':
+        return { code: OpCode.write, flags: 0, mode: o.mode, a: o.path, b: o.content };
+      case 'symlink':
+        return { code: OpCode.symlink, flags: 0, mode: 0, a: o.path, b: o.text };
+      case 'copy-symlink':
+        return { code: OpCode['copy-symlink'], flags: o.optional ? OpFlag.OPTIONAL : 0, mode: 0, a: o.path, b: o.source };
+      case 'bind':
+        return {
+          code: OpCode.bind,
+          flags:
+            (o.readOnly ? OpFlag.RO : 0) |
+            (o.optional ? OpFlag.OPTIONAL : 0) |
+            (o.shared ? OpFlag.SHARED : 0) |
+            (o.nosuid ? OpFlag.NOSUID : 0) |
+            (o.nodev ? OpFlag.NODEV : 0),
+          mode: 0,
+          a: o.path,
+          b: o.source,
+        };
+      case 'mount':
+        return {
+          code: OpCode.mount,
+          flags:
+            (o.nosuid ? OpFlag.NOSUID : 0) | (o.nodev ? OpFlag.NODEV : 0) | (o.noexec ? OpFlag.NOEXEC : 0) | (o.optional ? OpFlag.OPTIONAL : 0),
+          mode: 0,
+          a: o.path,
+          b: `${o.fstype}:${o.data}`,
+        };
+      case 'remount-ro':
+        return { code: OpCode['remount-ro'], flags: 0, mode: 0, a: o.path, b: '' };
+    }
+  });
+}
+
+/** The launcher request for one build (exported for tests and the bench). */
+export function launcherRequest(spec: LinuxSandboxSpec, seccomp: Buffer | null): LauncherRequest {
+  return {
+    mode: Mode.RUN,
+    cloneFlags: spec.cloneFlags,
+    parentPid: process.pid,
+    uidMap: spec.uidMap,
+    gidMap: spec.gidMap,
+    selfMap: spec.selfMap,
+    sandboxUid: spec.sandboxUid,
+    sandboxGid: spec.sandboxGid,
+    hostname: spec.hostname,
+    domainname: spec.domainname,
+    loopback: spec.loopback,
+    chroot: spec.chrootDir,
+    ops: wireOps(spec.ops),
+    keepNs: spec.keepMountNamespace,
+    cwd: spec.cwd,
+    personality: spec.personality,
+    noNewPrivs: spec.noNewPrivileges,
+    seccomp,
+    builder: spec.builder,
+    argv: spec.argv,
+    env: spec.env,
+    dropGroups: spec.dropSupplementaryGroups,
+    newCgroup: false,
+    umask: 0o022,
+  };
+}
+
+/** Removes a tree even when the builder left read-only or mode-0 dirs in it. */
+export function removeTreeForce(dir: string): void {
+  const fix = (p: string): void => {
+    let st;
+    try {
+      st = lstatSync(p);
+    } catch {
+      return;
+    }
+    if (!st.isDirectory()) return;
+    if ((st.mode & 0o700) !== 0o700) chmodSync(p, 0o700);
+    for (const e of readdirSync(p)) fix(join(p, e));
+  };
+  fix(dir);
+  rmSync(dir, { recursive: true, force: true });
+}
+
+/** Creates the empty chroot dir the launcher populates. */
+export function prepareChroot(spec: LinuxSandboxSpec): void {
+  removeTreeForce(spec.chrootDir);
+  mkdirSync(spec.chrootDir, { mode: 0o700 });
+  chmodSync(spec.chrootDir, 0o700);
+  const bu = spec.request.buildUser;
+  // The init runs as the build user: it must be able to create the skeleton.
+  if (bu) chownSync(spec.chrootDir, bu.uid, bu.gid);
+}
+
+/**
+ * After the build: outputs belong to the caller and nobody else can write
+ * them (group/world write and setuid/setgid bits are dropped). Only entries
+ * that need it are touched.
+ */
+export function sealOutputs(spec: LinuxSandboxSpec): void {
+  const root = process.getuid?.() === 0;
+  const walk = (p: string): void => {
+    let st;
+    try {
+      st = lstatSync(p);
+    } catch {
+      return;
+    }
+    if (root && (st.uid !== spec.ownerUid || st.gid !== spec.ownerGid)) lchownSync(p, spec.ownerUid, spec.ownerGid);
+    if (st.isSymbolicLink()) return;
+    if (st.mode & 0o6022) chmodSync(p, st.mode & 0o1755);
+    if (st.isDirectory()) {
+      if ((st.mode & 0o700) !== 0o700) chmodSync(p, (st.mode & 0o1755) | 0o700);
+      for (const e of readdirSync(p)) walk(join(p, e));
+    }
+  };
+  for (const out of Object.values(spec.request.scratchOutputs)) walk(spec.chrootDir + out);
+}
+
+export class LinuxRunningBuild implements RunningBuild {
+  readonly pid: number;
+  readonly log: Readable;
+  /** Pid of the sandbox's init (the builder) in the host's pid namespace. */
+  readonly sandboxPid: number;
+  readonly visible: Set<string>;
+  private waited: Promise<ExitStatus> | null = null;
+  private killed: Promise<void> | null = null;
+  private resourceUsage: ResourceUsage | null = null;
+
+  constructor(
+    private readonly spec: LinuxSandboxSpec,
+    private readonly proc: LauncherProcess,
+    sandboxPid: number,
+  ) {
+    this.pid = proc.child.pid!;
+    this.log = proc.log!;
+    this.sandboxPid = sandboxPid;
+    this.visible = new Set(spec.visiblePaths);
+  }
+
+  wait(): Promise<ExitStatus> {
+    this.waited ??= (async () => {
+      const [text] = await Promise.all([this.proc.result, this.proc.exited]);
+      const r = parseResultLine(text);
+      if (r) this.resourceUsage = { cpuUserMs: r.cpuUserUs / 1000, cpuSystemMs: r.cpuSystemUs / 1000 };
+      const status: ExitStatus = r
+        ? { code: r.code, signal: r.signal ? (signalNames.get(r.signal) ?? 'SIGKILL') : null }
+        : { code: null, signal: 'SIGKILL' }; // the monitor itself was killed
+      try {
+        sealOutputs(this.spec);
+      } catch {
+        // registration checks ownership again and reports it
+      }
+      return status;
+    })();
+    return this.waited;
+  }
+
+  kill(): Promise<void> {
+    this.killed ??= (async () => {
+      const { child } = this.proc;
+      if (child.exitCode === null && child.signalCode === null) {
+        try {
+          child.kill('SIGTERM'); // the monitor SIGKILLs the sandbox's init
+        } catch {
+          // already gone
+        }
+        const timer = setTimeout(() => {
+          try {
+            child.kill('SIGKILL'); // PDEATHSIG takes the init with it
+          } catch {
+            // already gone
+          }
+        }, KILL_GRACE_MS);
+        await this.proc.exited;
+        clearTimeout(timer);
+      }
+      await this.wait();
+    })();
+    return this.killed;
+  }
+
+  usage(): ResourceUsage | null {
+    return this.resourceUsage;
+  }
+
+  /** Makes a store path visible inside the running sandbox (recursive builds). */
+  async addPath(storePath: string): Promise<void> {
+    const spec = this.spec;
+    if (this.visible.has(storePath)) return;
+    const ctx = `derivation '${spec.request.drvPath}'`;
+    if (!spec.keepMountNamespace) {
+      throw new AddPathFailed(
+        `${ctx}: cannot add '${storePath}' to the sandbox: the build was not started with recursive-nix (no mount namespace kept)`,
+        { path: storePath },
+      );
+    }
+    const req = encodeRequest(
+      {
+        mode: Mode.ADD_PATH,
+        parentPid: process.pid,
+        cloneFlags: spec.cloneFlags,
+        targetPid: this.pid,
+        source: physicalPath(spec.request, storePath),
+        storeDir: spec.chrootStoreDir,
+        target: '/' + basename(storePath),
+      },
+      ctx,
+    );
+    const p = spawnLauncher(requireLauncher(), req, false);
+    const [lines, exit] = await Promise.all([p.status, p.exited]);
+    const err = lines.find((l) => l.kind === 'error');
+    if (err && err.kind === 'error') {
+      throw new AddPathFailed(`${ctx}: could not add path '${storePath}' to the sandbox: ${err.message}`, { path: storePath });
+    }
+    if (exit.code !== 0) {
+      throw new AddPathFailed(`${ctx}: could not add path '${storePath}' to the sandbox (helper exit ${exit.code ?? exit.signal})`, {
+        path: storePath,
+      });
+    }
+    this.visible.add(storePath);
+  }
+}
+
+export async function startLinux(spec: LinuxSandboxSpec): Promise<LinuxRunningBuild> {
+  const launcher = requireLauncher();
+  const bpf = spec.seccomp ? compileSeccomp(spec.seccomp).bpf : null;
+  const request = encodeRequest(launcherRequest(spec, bpf), `derivation '${spec.request.drvPath}'`);
+  prepareChroot(spec);
+  const proc = spawnLauncher(launcher, request, true);
+  const lines = await proc.status;
+  const err = lines.find((l) => l.kind === 'error');
+  const pidLine = lines.find((l) => l.kind === 'pid');
+  if (err || !pidLine || pidLine.kind !== 'pid') {
+    proc.log?.resume();
+    const exit = await proc.exited;
+    const message =
+      err && err.kind === 'error'
+        ? err.message
+        : `the launcher exited (${exit.code ?? exit.signal}) without starting the builder`;
+    throw new SandboxSetupFailed(
+      `while setting up the build environment for '${spec.request.drvPath}': ${message}`,
+      { drvPath: spec.request.drvPath, detail: message },
+    );
+  }
+  return new LinuxRunningBuild(spec, proc, pidLine.pid);
+}
+
+/**
+ * Kills every process of a build user (root with build-users-group, no
+ * cgroup): leftovers of an earlier build must not share the uid.
+ */
+export async function killBuildUser(uid: number): Promise<void> {
+  const req = encodeRequest({ mode: Mode.KILL_USER, parentPid: process.pid, killUid: uid });
+  const p = spawnLauncher(requireLauncher(), req, false);
+  const [lines] = await Promise.all([p.status, p.exited]);
+  const err = lines.find((l) => l.kind === 'error');
+  if (err && err.kind === 'error') throw new SandboxSetupFailed(`cannot kill the processes of build user ${uid}: ${err.message}`, { uid });
+}

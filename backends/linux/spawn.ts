@@ -1,0 +1,60 @@
+// Spawning the launcher: fd 3 carries the request, fd 4 the status lines
+// (EOF = exec), fd 5 the monitor's result line. Shared by run, probe,
+// add-path and kill-user.
+import { spawn, type ChildProcess } from 'node:child_process';
+import type { Readable, Writable } from 'node:stream';
+import { parseStatusLine, type StatusLine } from './protocol.js';
+
+export interface LauncherProcess {
+  child: ChildProcess;
+  log: Readable | null;
+  /** Resolves with every status line once the status channel hits EOF. */
+  status: Promise<StatusLine[]>;
+  /** Resolves with the result channel's text at EOF. */
+  result: Promise<string>;
+  /** Resolves when the launcher process has exited. */
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+}
+
+function readAll(stream: Readable | null | undefined): Promise<string> {
+  return new Promise((resolve) => {
+    if (!stream) return resolve('');
+    const chunks: Buffer[] = [];
+    stream.on('data', (c: Buffer) => chunks.push(c));
+    stream.on('error', () => resolve(Buffer.concat(chunks).toString('utf8')));
+    stream.on('close', () => resolve(Buffer.concat(chunks).toString('utf8')));
+  });
+}
+
+/**
+ * Starts the launcher with `request`. `withLog`: fd 1 is a pipe returned as
+ * `log` (the builder's merged stdout/stderr); otherwise /dev/null.
+ */
+export function spawnLauncher(launcher: string, request: Buffer, withLog: boolean): LauncherProcess {
+  const child = spawn(launcher, [], {
+    stdio: ['ignore', withLog ? 'pipe' : 'ignore', 'ignore', 'pipe', 'pipe', 'pipe'],
+    // Own session: no controlling terminal for anything in the sandbox, and
+    // terminal signals go to drvbox, which decides.
+    detached: true,
+    env: {},
+  });
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
+    if (child.exitCode !== null || child.signalCode !== null) resolve({ code: child.exitCode, signal: child.signalCode });
+    child.once('exit', (code, signal) => resolve({ code, signal }));
+    child.once('error', () => resolve({ code: null, signal: null }));
+  });
+  const stdio = child.stdio as unknown as (Readable | Writable | null)[];
+  const req = stdio[3] as Writable | null;
+  req?.on('error', () => {
+    /* the launcher died early; its status says why */
+  });
+  req?.end(request);
+  const status = readAll(stdio[4] as Readable).then((text) =>
+    text
+      .split('\n')
+      .filter((l) => l !== '')
+      .map(parseStatusLine),
+  );
+  const result = readAll(stdio[5] as Readable);
+  return { child, log: withLog ? (child.stdout as Readable) : null, status, result, exited };
+}
