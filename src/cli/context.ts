@@ -3,6 +3,8 @@
 import { loadSettings } from '../config/load.js';
 import type { Settings } from '../config/settings.js';
 import { resolveStoreLocation, type StoreLocation } from '../config/store-location.js';
+// Type-only: the store module (better-sqlite3, koffi) loads in openStore().
+import type { LocalStore } from '../store/local-store.js';
 
 export interface GlobalFlags {
   store?: string;
@@ -16,6 +18,7 @@ export class CliContext {
   private settingsCache: Settings | null = null;
   private locationCache: StoreLocation | null = null;
   private readonly closers: Array<() => void | Promise<void>> = [];
+  private storeCache: Promise<LocalStore> | null = null;
 
   constructor(
     readonly flags: GlobalFlags,
@@ -37,6 +40,16 @@ export class CliContext {
       cwd: this.cwd,
     });
     return this.locationCache;
+  }
+
+  /** The local store at `location`, opened on first use and closed when the command ends. */
+  openStore(): Promise<LocalStore> {
+    this.storeCache ??= import('../store/open.js').then(async (m) => {
+      const store = await m.openStore(this.location, this.settings);
+      this.onClose(() => store.close());
+      return store;
+    });
+    return this.storeCache;
   }
 
   /** Runs when the command ends, whatever happened (close the DB, release locks). */

@@ -3,3 +3,7 @@ import type { Register } from './commands.js';
 import { register as doctor } from './doctor.js';
 
 export const registrations: Register[] = [doctor];
+import { register as store } from './store.js';
+import { register as pathInfo } from './path-info.js';
+import { register as hash } from './hash.js';
+registrations.push(store, pathInfo, hash);
