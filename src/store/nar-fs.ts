@@ -1,0 +1,380 @@
+// The file-system side of NAR: serialise a tree (dump, hash) and materialise
+// one (restore). Paths are handled as bytes throughout, so names that are not
+// valid UTF-8 dump and hash exactly as Nix does.
+//
+// Speed: metadata and small files use synchronous calls (a thread-pool round
+// trip per small file costs more than the read); large files are read in
+// 1 MiB chunks through the thread pool, the next read running while the
+// caller hashes the previous chunk. The event loop is given a turn every
+// few tens of milliseconds.
+import { createHash } from 'node:crypto';
+import {
+  closeSync,
+  constants as C,
+  fchmodSync,
+  fstatSync,
+  lstatSync,
+  mkdirSync,
+  openSync,
+  read,
+  readdirSync,
+  readlinkSync,
+  readSync,
+  rmSync,
+  symlinkSync,
+  writeSync,
+  type Stats,
+} from 'node:fs';
+import { defineError } from '../errors.js';
+import type { Hash, HashAlgo } from '../format/hash.js';
+import { badNar, BadNarEvent, padLength, type NarEvent } from '../format/nar.js';
+import { NarParser } from '../format/nar-reader.js';
+import { NAR_BYTES, NarWriter, writeU64 } from '../format/nar-writer.js';
+
+export class UnsupportedFileType extends defineError('UnsupportedFileType', 'E_UNSUPPORTED_FILE_TYPE') {}
+export class FileChangedWhileReading extends defineError('FileChangedWhileReading', 'E_FILE_CHANGED') {}
+export class NarRestoreError extends defineError('NarRestoreError', 'E_NAR_RESTORE') {}
+
+/** Size of the chunks dumpPath yields and large files are read in. */
+export const NAR_CHUNK_SIZE = 1 << 20;
+/** Files up to this size are read synchronously into the output buffer. */
+const SMALL_FILE = 256 * 1024;
+const YIELD_EVERY_MS = 25;
+
+const SLASH = Buffer.from('/');
+const ZERO_PAD = new Uint8Array(8);
+const O_READ = C.O_RDONLY | (C.O_NOFOLLOW ?? 0);
+
+function readAt(fd: number, buf: Buffer, length: number, position: number): Promise<number> {
+  return new Promise((resolve, reject) => read(fd, buf, 0, length, position, (err, n) => (err ? reject(err) : resolve(n))));
+}
+
+const turn = (): Promise<void> => new Promise((r) => setImmediate(r));
+
+function show(p: Buffer): string {
+  return p.toString('utf8');
+}
+
+interface DirFrame {
+  path: Buffer;
+  names: Buffer[];
+  next: number;
+}
+
+/**
+ * The NAR of `root` as chunks. With `reuse`, chunks are views of a few
+ * buffers that are overwritten once the consumer asks for the next chunk
+ * (for hashing); otherwise every chunk is fresh memory.
+ */
+async function* narChunks(root: string, reuse: boolean): AsyncGenerator<Uint8Array> {
+  let buf = Buffer.allocUnsafe(NAR_CHUNK_SIZE);
+  let len = 0;
+  const big = reuse ? [Buffer.allocUnsafe(NAR_CHUNK_SIZE), Buffer.allocUnsafe(NAR_CHUNK_SIZE)] : [];
+  const take = (): Uint8Array => {
+    const out = buf.subarray(0, len);
+    if (!reuse) buf = Buffer.allocUnsafe(NAR_CHUNK_SIZE);
+    len = 0;
+    return out;
+  };
+  const put = (b: Uint8Array): void => {
+    buf.set(b, len);
+    len += b.length;
+  };
+  const putString = (b: Uint8Array): void => {
+    writeU64(buf, len, b.length);
+    buf.set(b, len + 8);
+    const pad = padLength(b.length);
+    buf.fill(0, len + 8 + b.length, len + 8 + b.length + pad);
+    len += 8 + b.length + pad;
+  };
+  // Room for the largest fixed item: an entry header with a 4095-byte string plus tokens.
+  const ROOM = 4096 + 512;
+  let lastTurn = performance.now();
+
+  const stack: DirFrame[] = [];
+  let path = Buffer.from(root);
+  let st: Stats = lstatSync(path);
+  put(NAR_BYTES.magic);
+  let count = 0;
+  for (;;) {
+    if (len + ROOM > NAR_CHUNK_SIZE) yield take();
+    if ((++count & 255) === 0 && performance.now() - lastTurn > YIELD_EVERY_MS) {
+      await turn();
+      lastTurn = performance.now();
+    }
+    let leaf = true;
+    if (st.isDirectory()) {
+      put(NAR_BYTES.directoryNode);
+      const names = readdirSync(path, { encoding: 'buffer' });
+      names.sort(Buffer.compare);
+      stack.push({ path, names, next: 0 });
+      leaf = false;
+    } else if (st.isSymbolicLink()) {
+      put(NAR_BYTES.symlinkNode);
+      putString(readlinkSync(path, { encoding: 'buffer' }));
+      put(NAR_BYTES.close);
+    } else if (st.isFile()) {
+      const size = st.size;
+      put((st.mode & 0o100) !== 0 ? NAR_BYTES.executableNode : NAR_BYTES.regularNode);
+      writeU64(buf, len, size);
+      len += 8;
+      const fd = openSync(path, O_READ);
+      try {
+        if (size <= SMALL_FILE) {
+          if (len + size + ROOM > NAR_CHUNK_SIZE) yield take();
+          let got = 0;
+          while (got < size) {
+            const n = readSync(fd, buf, len + got, size - got, got);
+            if (n === 0) throw shrank(path, size, got);
+            got += n;
+          }
+          len += size;
+        } else {
+          if (len > 0) yield take();
+          let got = 0;
+          let which = 0;
+          const next = (): { b: Buffer; p: Promise<number> } => {
+            const b = reuse ? big[which++ & 1]! : Buffer.allocUnsafe(NAR_CHUNK_SIZE);
+            return { b, p: readAt(fd, b, Math.min(NAR_CHUNK_SIZE, size - got), got) };
+          };
+          let pending = next();
+          for (;;) {
+            const n = await pending.p;
+            if (n === 0) throw shrank(path, size, got);
+            const data = pending.b.subarray(0, n);
+            got += n;
+            if (got < size) pending = next();
+            yield data;
+            if (got >= size) break;
+          }
+        }
+      } finally {
+        closeSync(fd);
+      }
+      const pad = padLength(size);
+      buf.set(ZERO_PAD.subarray(0, pad), len);
+      len += pad;
+      put(NAR_BYTES.close);
+    } else {
+      throw new UnsupportedFileType(`cannot serialise '${show(path)}': unsupported file type (not a file, directory or symlink)`, {
+        path: show(path),
+      });
+    }
+    if (leaf && stack.length > 0) put(NAR_BYTES.close); // closes the entry
+    // Next entry, closing finished directories on the way up.
+    for (;;) {
+      const top = stack[stack.length - 1];
+      if (top === undefined) {
+        if (len > 0) yield take();
+        return;
+      }
+      if (top.next < top.names.length) {
+        const name = top.names[top.next++]!;
+        if (len + ROOM > NAR_CHUNK_SIZE) yield take();
+        put(NAR_BYTES.entryStart);
+        putString(name);
+        put(NAR_BYTES.node);
+        path = Buffer.concat([top.path, SLASH, name]);
+        st = lstatSync(path);
+        break;
+      }
+      stack.pop();
+      put(NAR_BYTES.close); // the directory node
+      if (stack.length > 0) put(NAR_BYTES.close); // the entry holding it
+    }
+  }
+}
+
+function shrank(path: Buffer, size: number, got: number): FileChangedWhileReading {
+  return new FileChangedWhileReading(`file '${show(path)}' changed while being read: expected ${size} bytes, got ${got}`, {
+    path: show(path),
+    expected: size,
+    got,
+  });
+}
+
+/** The NAR serialisation of `path` (not following a top-level symlink), streamed in fresh chunks. */
+export function dumpPath(path: string): AsyncGenerator<Uint8Array> {
+  return narChunks(path, false);
+}
+
+/** Hash of the NAR of `path` (= `nix-hash --type <algo> <path>`) and its size; the NAR is never held in memory. */
+export async function hashPath(path: string, algo: HashAlgo = 'sha256'): Promise<{ hash: Hash; narSize: number }> {
+  const h = createHash(algo);
+  let narSize = 0;
+  for await (const c of narChunks(path, true)) {
+    h.update(c);
+    narSize += c.length;
+  }
+  return { hash: { algo, digest: h.digest() }, narSize };
+}
+
+/** Feeds the NAR of `path` to `sink` chunk by chunk; chunks are reused after `sink` returns. Returns the NAR size. */
+export async function streamNar(path: string, sink: (chunk: Uint8Array) => void): Promise<number> {
+  let narSize = 0;
+  for await (const c of narChunks(path, true)) {
+    sink(c);
+    narSize += c.length;
+  }
+  return narSize;
+}
+
+/** The chunks of a plain file (following symlinks); views of reused buffers when `reuse`. */
+export async function* readFileChunks(path: string, reuse = false): AsyncGenerator<Uint8Array> {
+  const fd = openSync(path, C.O_RDONLY);
+  try {
+    const bufs = reuse ? [Buffer.allocUnsafe(NAR_CHUNK_SIZE), Buffer.allocUnsafe(NAR_CHUNK_SIZE)] : [];
+    let which = 0;
+    let at = 0;
+    const next = (): { b: Buffer; p: Promise<number> } => {
+      const b = reuse ? bufs[which++ & 1]! : Buffer.allocUnsafe(NAR_CHUNK_SIZE);
+      return { b, p: readAt(fd, b, NAR_CHUNK_SIZE, at) };
+    };
+    let pending = next();
+    for (;;) {
+      const n = await pending.p;
+      if (n === 0) return;
+      at += n;
+      const data = pending.b.subarray(0, n);
+      pending = next();
+      yield data;
+    }
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** Flat hash of a file's contents (= `nix-hash --flat --type <algo>`). */
+export async function hashFile(path: string, algo: HashAlgo = 'sha256'): Promise<Hash> {
+  const h = createHash(algo);
+  for await (const c of readFileChunks(path, true)) h.update(c);
+  return { algo, digest: h.digest() };
+}
+
+/**
+ * Materialises NAR events under `target`, which must not exist. Validates
+ * the event sequence (names, order, sizes) as NarWriter does, never follows
+ * or replaces an existing file, and sets executable bits as Nix does.
+ * Synchronous: call finish() after the last event, abort() on failure.
+ */
+export class NarRestorer {
+  private readonly check = new NarWriter();
+  private readonly dirs: Buffer[] = [];
+  private current: Buffer;
+  private fd = -1;
+  private executable = false;
+  /** True once `target` itself has been created (so a failed restore may remove it). */
+  created = false;
+  readonly target: string;
+
+  constructor(target: string) {
+    this.target = target;
+    this.current = Buffer.from(target);
+  }
+
+  handle(e: NarEvent): void {
+    this.check.write(e);
+    try {
+      switch (e.type) {
+        case 'directory':
+          mkdirSync(this.current, 0o777);
+          this.created = true;
+          this.dirs.push(this.current);
+          break;
+        case 'entry':
+          this.current = Buffer.concat([this.dirs[this.dirs.length - 1]!, SLASH, e.nameBytes ?? Buffer.from(e.name)]);
+          break;
+        case 'entryEnd':
+          break;
+        case 'directoryEnd':
+          this.dirs.pop();
+          break;
+        case 'regular':
+          this.fd = openSync(
+            this.current,
+            C.O_WRONLY | C.O_CREAT | C.O_EXCL | (C.O_NOFOLLOW ?? 0),
+            e.executable ? 0o777 : 0o666,
+          );
+          this.created = true;
+          this.executable = e.executable;
+          break;
+        case 'contents': {
+          const d = e.data;
+          let off = 0;
+          while (off < d.length) off += writeSync(this.fd, d, off, d.length - off);
+          break;
+        }
+        case 'regularEnd': {
+          const fd = this.fd;
+          this.fd = -1;
+          try {
+            if (this.executable) fchmodSync(fd, fstatSync(fd).mode | 0o111);
+          } finally {
+            closeSync(fd);
+          }
+          break;
+        }
+        case 'symlink':
+          symlinkSync(e.targetBytes ? Buffer.from(e.targetBytes) : e.target, this.current);
+          this.created = true;
+          break;
+      }
+    } catch (err) {
+      if (err instanceof BadNarEvent) throw err;
+      const code = (err as NodeJS.ErrnoException).code ?? 'error';
+      throw new NarRestoreError(`cannot restore '${show(this.current)}': ${(err as Error).message}`, {
+        path: show(this.current),
+        errno: code,
+      });
+    }
+  }
+
+  /** Throws unless a whole NAR was restored. */
+  finish(): void {
+    this.check.end();
+  }
+
+  /** Closes what is open; leaves the files for the caller to remove. */
+  abort(): void {
+    if (this.fd >= 0) {
+      try {
+        closeSync(this.fd);
+      } catch {
+        // already closed
+      }
+      this.fd = -1;
+    }
+  }
+}
+
+/**
+ * Restores a NAR stream into `target` (which must not exist). Bytes after
+ * the end of the NAR are an error. On failure nothing is left at `target`.
+ */
+export async function restoreNar(target: string, nar: AsyncIterable<Uint8Array> | Iterable<Uint8Array>): Promise<void> {
+  const r = new NarRestorer(target);
+  const p = new NarParser({ onEvent: (e) => r.handle(e) });
+  try {
+    for await (const chunk of nar) {
+      p.push(chunk);
+      if (p.done) {
+        const rest = p.takeRemainder();
+        if (rest.length > 0) {
+          throw badNar(p.offset, 'trailing-data', `data after the end of the NAR (${rest.length} bytes at least)`);
+        }
+      }
+    }
+    p.finish();
+    r.finish();
+  } catch (e) {
+    r.abort();
+    if (r.created) {
+      try {
+        rmSync(target, { recursive: true, force: true });
+      } catch {
+        // best effort: the original error matters more
+      }
+    }
+    throw e;
+  }
+}
