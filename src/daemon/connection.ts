@@ -145,7 +145,9 @@ export class Connection {
         this.src.resetBudget();
         let op: number;
         try {
-          op = await this.src.int('op code');
+          const raw = await this.src.u64('op code');
+          if (raw > 0xffffffffn) throw new UnknownOperation(`invalid operation ${raw}`, { op: String(raw) });
+          op = Number(raw);
         } catch (e) {
           // a hang-up between ops is the normal way for a client to leave
           if (isTruncated(e) && this.src.bufferedBytes === 0) return { error: null, ops: this.opsDone };

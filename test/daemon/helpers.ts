@@ -13,7 +13,9 @@ export interface TestServer {
   server: WorkerServer;
   store: FakeStore;
   socketPath: string;
+  /** the first 50 connection errors */
   errors: Error[];
+  errorCount: () => number;
   connect(opts?: WorkerClientOptions): Promise<WorkerClient>;
 }
 
@@ -22,7 +24,14 @@ export async function startServer(t: TestContext, opts: Partial<WorkerServerOpti
   const socketPath = join(dir, 's');
   const store = (opts.store as FakeStore | undefined) ?? new FakeStore();
   const errors: Error[] = [];
-  const server = new WorkerServer({ ...opts, store, onConnectionError: (e) => errors.push(e) });
+  let errorCount = 0;
+  const server = new WorkerServer({
+    ...opts,
+    store,
+    onConnectionError: (e) => {
+      if (errorCount++ < 50) errors.push(e);
+    },
+  });
   await server.listen(socketPath);
   const clients: WorkerClient[] = [];
   t.after(async () => {
@@ -34,6 +43,7 @@ export async function startServer(t: TestContext, opts: Partial<WorkerServerOpti
     store,
     socketPath,
     errors,
+    errorCount: () => errorCount,
     async connect(o = {}) {
       const c = await connectDaemon({ socketPath }, o);
       clients.push(c);
