@@ -19,6 +19,7 @@ import {
   DarwinSandboxProfileNotAllowed,
   DarwinUidRangeUnsupported,
   DarwinUnsafeDirectory,
+  SbplUnsafePath,
 } from './errors.js';
 import { assembleProfile } from './profile.js';
 import { sbplUnbalanced, type PathFilter } from './sbpl.js';
@@ -92,6 +93,16 @@ export function parentsOf(p: string): string[] {
 
 function isWithin(path: string, dir: string): boolean {
   return dir === '/' ? path.startsWith('/') : path === dir || path.startsWith(dir + '/');
+}
+
+/** Names the derivation in path-escaping failures, which the SBPL writer raises without knowing it. */
+function withDrv<T>(drv: string, f: () => T): T {
+  try {
+    return f();
+  } catch (e) {
+    if (e instanceof SbplUnsafePath) throw new SbplUnsafePath(`derivation '${drv}': ${e.message}`, { ...e.fields, drvPath: drv });
+    throw e;
+  }
 }
 
 function byteOrder(a: string, b: string): number {
@@ -287,7 +298,7 @@ export function planDarwin(req: DarwinBuildRequest, host: PlanHost, opts: Darwin
 
   const outputs = [...new Set(Object.values(req.scratchOutputs).map(canonPath))].sort(byteOrder);
   const ancestryList = [...ancestry].sort(byteOrder);
-  const assembled = assembleProfile({
+  const assembled = withDrv(drv, () => assembleProfile({
     sandboxed: true,
     logViolations: req.settings.darwinLogSandboxViolations,
     network: req.fixedOutput,
@@ -295,7 +306,7 @@ export function planDarwin(req: DarwinBuildRequest, host: PlanHost, opts: Darwin
     allowed,
     ancestry: ancestryList,
     extra,
-  });
+  }));
   const params: Array<[string, string]> = [
     ['_GLOBAL_TMP_DIR', globalTmpDir],
     ['_NIX_BUILD_TOP', buildDir],
