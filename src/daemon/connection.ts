@@ -676,9 +676,9 @@ export class Connection {
           o.overrides[k] = await this.src.string('setting value');
         }
         await this.work(async () => {
-          // verbosity always applies (it filters our log frames); the rest
-          // is for the store to read from ctx.options
-          this.options = o;
+          // verbosity always applies (it filters our log frames); a recursive
+          // build's client may not change anything else (as in Nix)
+          this.options = this.cfg.recursive ? { ...DEFAULT_CLIENT_OPTIONS, overrides: {}, verbosity: o.verbosity } : o;
         });
         break;
       }

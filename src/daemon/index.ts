@@ -1,0 +1,23 @@
+// The worker-protocol daemon and client: public surface.
+export { WorkerServer, SocketPathTooLong, ServerClosed, maxSocketPathBytes, type WorkerServerOptions, type ServerStats } from './server.js';
+export {
+  connectDaemon,
+  WorkerClient,
+  DaemonError,
+  DaemonConnectionFailed,
+  DaemonProtocolTooOld,
+  narOfFile,
+  type Endpoint,
+  type LogEvent,
+  type WorkerClientOptions,
+  type AddToStoreArgs,
+} from './client.js';
+export {
+  RestrictedStore,
+  ALLOW_FIXED_OUTPUT_SETTING,
+  type RestrictedStoreOptions,
+} from './restricted-store.js';
+export { DEFAULT_CLIENT_OPTIONS, parseContentAddressMethod, renderContentAddressMethod, type ConnectionEnd } from './connection.js';
+export { DEFAULT_LIMITS, type WireLimits } from './wire.js';
+export * from './protocol.js';
+export type * from './store-api.js';
