@@ -179,7 +179,7 @@ class Parser {
 
   unexpected(expected: string): never {
     const b = this.buf[this.pos];
-    if (b === undefined) this.fail(AtermTruncated, this.pos, expected, 'end of input', `truncated: expected ${expected} at byte ${this.pos}`);
+    if (b === undefined) this.fail(AtermTruncated, this.pos, expected, 'end of input', `truncated at byte ${this.pos}: expected ${expected}`);
     this.fail(AtermUnexpected, this.pos, expected, describeByte(b));
   }
 
@@ -216,50 +216,54 @@ class Parser {
    * Reads a quoted string. `escaped`: a qstr as the printer writes it; else a
    * str written raw. In lenient mode both read as Nix does ("\c" is c).
    */
+  /** Reused output buffer for strings with escapes (grows to at most the input size). */
+  private scratch: Buffer = Buffer.alloc(0);
+
   string(what: string, escaped: boolean): string {
     const buf = this.buf;
     if (buf[this.pos] !== QUOTE) this.unexpected(`'"' starting ${what}`);
     const start = this.pos;
     let i = this.pos + 1;
-    let segStart = i;
-    let out = '';
     const n = buf.length;
     const strict = this.strict;
+    // Until the first escape the string is a slice of the input; after it,
+    // bytes are copied into the scratch buffer and decoded once at the end.
+    let o = -1;
+    let out = this.scratch;
     for (;;) {
-      if (i >= n) this.fail(AtermTruncated, n, `'"' ending ${what} (started at byte ${start})`, 'end of input', `truncated: ${what} starting at byte ${start} is not closed`);
+      if (i >= n) this.fail(AtermTruncated, n, `'"' ending ${what} (started at byte ${start})`, 'end of input', `truncated at byte ${n}: ${what} starting at byte ${start} is not closed`);
       const c = buf[i]!;
       if (c === QUOTE) break;
       if (c === BACKSLASH) {
         if (strict && !escaped) {
           this.fail(AtermNonCanonicalString, i, `no backslash in ${what}`, "'\\'", `${what} at byte ${start} has a backslash at byte ${i}, which Nix never writes there`);
         }
-        if (i + 1 >= n) this.fail(AtermTruncated, n, `an escaped character in ${what}`, 'end of input', `truncated: escape at byte ${i} in ${what} has no character`);
+        if (i + 1 >= n) this.fail(AtermTruncated, n, `an escaped character in ${what}`, 'end of input', `truncated at byte ${n}: escape at byte ${i} in ${what} has no character`);
         const e = buf[i + 1]!;
-        let rep: string | null;
-        if (e === 0x6e) rep = '\n';
-        else if (e === 0x72) rep = '\r';
-        else if (e === 0x74) rep = '\t';
-        else if (e === QUOTE || e === BACKSLASH) rep = String.fromCharCode(e);
-        else if (strict) {
+        let b: number;
+        if (e === 0x6e) b = 0x0a;
+        else if (e === 0x72) b = 0x0d;
+        else if (e === 0x74) b = 0x09;
+        else if (e === QUOTE || e === BACKSLASH || !strict) b = e; // Nix: "\c" is c
+        else {
           this.fail(AtermBadEscape, i, `one of \\" \\\\ \\n \\r \\t`, `'\\' then ${describeByte(e)}`, `bad escape at byte ${i} in ${what}: '\\' then ${describeByte(e)} (expected one of \\" \\\\ \\n \\r \\t)`);
-        } else rep = null; // Nix: "\c" is c; the next segment starts at c
-        out += buf.toString('utf8', segStart, i);
-        if (rep !== null) {
-          out += rep;
-          i += 2;
-        } else i += 1;
-        segStart = i;
-        if (rep === null) i++; // never let c end the string or start another escape
+        }
+        if (o < 0) {
+          if (out.length < n - start) this.scratch = out = Buffer.allocUnsafe(Math.max(n - start, 256));
+          o = buf.copy(out, 0, start + 1, i);
+        }
+        out[o++] = b;
+        i += 2;
         continue;
       }
       if (strict && escaped && (c === 0x0a || c === 0x0d || c === 0x09)) {
         this.fail(AtermNonCanonicalString, i, `an escape instead of raw ${describeByte(c)} in ${what}`, describeByte(c), `${what} at byte ${start} has a raw ${describeByte(c)} at byte ${i} (the printer writes an escape)`);
       }
+      if (o >= 0) out[o++] = c;
       i++;
     }
-    out += buf.toString('utf8', segStart, i);
     this.pos = i + 1;
-    return out;
+    return o < 0 ? buf.toString('utf8', start + 1, i) : out.toString('utf8', 0, o);
   }
 
   storePath(storeDir: string, what: string, drvOnly: boolean): string {
@@ -351,13 +355,14 @@ function outputFromColumns(
   }
   const out: DerivationOutput = { kind: 'caFixed', method: ma.method, hash };
   checkPath();
+  // Nix recomputes this path whenever it prints the derivation, so it must be computable in both modes.
+  let expected: string;
+  try {
+    expected = fixedOutputPath(storeDir, p.drvName, outName, out);
+  } catch (e) {
+    bad(at.path, 'an output name that gives a valid store path', JSON.stringify(outName), `cannot compute the fixed output path: ${(e as Error).message}`);
+  }
   if (p.strict) {
-    let expected: string;
-    try {
-      expected = fixedOutputPath(storeDir, p.drvName, outName, out);
-    } catch (e) {
-      bad(at.path, 'an output name that gives a valid store path', JSON.stringify(outName), `cannot compute the fixed output path: ${(e as Error).message}`);
-    }
     if (expected !== path) {
       p.fail(AtermFixedPathMismatch, at.path, JSON.stringify(expected), JSON.stringify(path), `fixed output '${outName}' has path ${JSON.stringify(path)} at byte ${at.path}, but its hash gives ${JSON.stringify(expected)}`);
     }

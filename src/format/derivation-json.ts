@@ -22,7 +22,9 @@
 //      - when no output states hashAlgo, the kind comes from the attributes
 //        as nix-instantiate reads them: outputHash/outputHashAlgo/
 //        outputHashMode (fixed), __contentAddressed = "1" (floating),
-//        __impure = "1" (impure), from env or from env.__json.
+//        __impure = "1" (impure), from env or from env.__json. Like
+//        nix-instantiate, env.__contentAddressed and env.__impure are
+//        consumed (removed): Nix never writes them into a derivation.
 //    The result is a DerivationDraft for completeDerivation (hash-modulo.ts).
 import { defineError } from '../errors.js';
 import { base16Encode, HASH_SIZE, parseHash, parseHashAlgo, type Hash, type HashAlgo } from './hash.js';
@@ -545,6 +547,9 @@ function draftFromObject(v: unknown, nameFromKey: string | undefined, storeDir: 
   const anyHashAlgo = [...explicit.values()].some((x) => x.hashAlgo !== undefined || x.hash !== undefined || x.impure !== undefined);
   let outputs: Map<string, DraftOutput> | null = null;
   if (!anyHashAlgo) outputs = draftOutputsFromAttrs(r, names, env, sa);
+  // nix-instantiate consumes these two; they never reach the environment.
+  env.delete('__contentAddressed');
+  env.delete('__impure');
   if (!outputs) {
     outputs = new Map();
     for (const n of names) {

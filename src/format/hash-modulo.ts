@@ -40,8 +40,11 @@ export interface DrvHash {
   readonly hashes: ReadonlyMap<string, Hash>;
 }
 
-/** Returns the parsed derivation stored at a .drv path (the store supplies it). */
-export type DerivationResolver = (drvPath: string) => Derivation;
+/**
+ * Returns the parsed derivation stored at a .drv path (the store supplies
+ * it), or undefined when there is none (a MissingInputDerivation error).
+ */
+export type DerivationResolver = (drvPath: string) => Derivation | undefined;
 
 export interface HashModuloOptions {
   storeDir?: string;
