@@ -259,7 +259,8 @@ export class WorkerClient {
         case 'last':
           return;
         case 'error':
-          throw new DaemonError(f.error.message, { remote: f.error });
+          // Nix colours the values in its messages; keep the raw text in `remote`
+          throw new DaemonError(f.error.message.replace(/\x1b\[[0-9;]*m/g, ''), { remote: f.error });
         case 'read': {
           if (!source) throw new DaemonConnectionFailed('daemon asked for data (STDERR_READ) where none is being sent', {});
           const data = await source(f.length);

@@ -3,7 +3,8 @@ import assert from 'node:assert/strict';
 import { statSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { createHash } from 'node:crypto';
-import { DaemonError, DaemonConnectionFailed, narOfFile, type LogEvent } from '../../src/daemon/client.js';
+import { PassThrough } from 'node:stream';
+import { connectDaemon, DaemonError, DaemonConnectionFailed, narOfFile, type LogEvent } from '../../src/daemon/client.js';
 import { SocketPathTooLong, WorkerServer } from '../../src/daemon/server.js';
 import { BuildStatus, GcAction, Op } from '../../src/daemon/protocol.js';
 import { encodeFrame, WireWriter } from '../../src/daemon/wire.js';
@@ -141,6 +142,27 @@ describe('server + client over a unix socket (fake store)', () => {
     await assert.rejects(c.addSignatures(p, ['k:s']), /^DaemonError: you are not privileged to add signatures$/);
     await assert.rejects(c.optimiseStore(), /operation 'optimiseStore' is not supported by this store/);
     assert.equal(await c.isValidPath(p), true, 'connection still usable after refused ops');
+  });
+
+  test('serveStream serves a connection over a pair of streams (the --stdio daemon)', async (t) => {
+    const server = new WorkerServer({ store: new FakeStore(), trusted: true });
+    t.after(() => server.close());
+    const toServer = new PassThrough();
+    const toClient = new PassThrough();
+    const done = server.serveStream(toServer, toClient);
+    const c = await connectDaemon({ input: toClient, output: toServer });
+    const p = await c.addTextToStore('stdio', 'via stdio');
+    assert.equal(await c.isValidPath(p), true);
+    await c.close();
+    assert.deepEqual(await done, { error: null, ops: 3 });
+  });
+
+  test('BuildDerivation: input-addressed needs trust; the fake store does not implement it', async (t) => {
+    const drv = { outputs: [{ name: 'out', path: OUT, hashAlgo: '', hash: '' }], inputSrcs: [], platform: 'x86_64-linux', builder: '/bin/sh', args: [], env: [] as [string, string][] };
+    const untrusted = await (await startServer(t)).connect();
+    await assert.rejects(untrusted.buildDerivation(`${OUT}.drv`, drv), /^DaemonError: you are not privileged to build input-addressed derivations$/);
+    const trusted = await (await startServer(t, { trusted: true })).connect();
+    await assert.rejects(trusted.buildDerivation(`${OUT}.drv`, drv), /operation 'buildDerivation' is not supported by this store/);
   });
 
   test('trusted clients may use privileged ops the store supports', async (t) => {
