@@ -70,7 +70,8 @@ export function chooseDarwinBuildDir(req: BuildDirRequest): BuildDirChoice {
   const room = DARWIN_SOCKET_PATH_MAX - fixedBytes;
   const cleanName = req.drvName.replace(/[^A-Za-z0-9+._?=-]/g, '_');
   const nameBudget = Math.max(0, Math.min(room, req.maxNameBytes ?? DEFAULT_MAX_NAME_BYTES));
-  const name = truncateUtf8(cleanName, nameBudget);
+  // A cut name should not end in a separator: 'python3.12-scikit-learn-7', not '…-learn--7'.
+  const name = truncateUtf8(cleanName, nameBudget).replace(/[-.]+$/, '');
   const dirName = name === '' ? `${prefix}${String(req.unique)}` : `${prefix}${name}${tail}`;
   const path = `${base}/${dirName}`;
   const socketPath = `${path}/${NIX_SOCKET_NAME}`;

@@ -89,6 +89,8 @@ export interface SpawnPrimitives {
   fileActionsAddOpen(fa: Handle, fd: number, path: string, oflag: number, mode: number): number;
   fileActionsAddDup2(fa: Handle, fd: number, newfd: number): number;
   fileActionsAddChdir(fa: Handle, path: string): number;
+  /** Close every fd >= lowFd in the child: glibc's stand-in for Darwin's POSIX_SPAWN_CLOEXEC_DEFAULT; ENOTSUP on Darwin. */
+  fileActionsAddCloseFrom(fa: Handle, lowFd: number): number;
   fileActionsDestroy(fa: Handle): void;
   attrInit(): Handle;
   attrSetFlags(attr: Handle, flags: number): number;
@@ -150,6 +152,7 @@ export function bindLibc(koffi: KoffiLike, abi: LibcAbi): SpawnPrimitives {
     faOpen: fn('int posix_spawn_file_actions_addopen(void *fa, int fd, const char *path, int oflag, int mode)'),
     faDup2: fn('int posix_spawn_file_actions_adddup2(void *fa, int fd, int newfd)'),
     faChdir: fn('int posix_spawn_file_actions_addchdir_np(void *fa, const char *path)'),
+    faCloseFrom: darwin ? null : fn('int posix_spawn_file_actions_addclosefrom_np(void *fa, int from)'),
     faDestroy: fn('int posix_spawn_file_actions_destroy(void *fa)'),
     attrInit: fn('int posix_spawnattr_init(void *attr)'),
     attrFlags: fn('int posix_spawnattr_setflags(void *attr, short flags)'),
@@ -205,6 +208,7 @@ export function bindLibc(koffi: KoffiLike, abi: LibcAbi): SpawnPrimitives {
     fileActionsAddOpen: (fa, fd, path, oflag, mode) => c.faOpen(fa.buf, fd, path, oflag, mode) as number,
     fileActionsAddDup2: (fa, fd, newfd) => c.faDup2(fa.buf, fd, newfd) as number,
     fileActionsAddChdir: (fa, path) => c.faChdir(fa.buf, path) as number,
+    fileActionsAddCloseFrom: (fa, lowFd) => (c.faCloseFrom ? (c.faCloseFrom(fa.buf, lowFd) as number) : unsupported),
     fileActionsDestroy(fa) {
       c.faDestroy(fa.buf);
     },

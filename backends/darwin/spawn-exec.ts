@@ -13,7 +13,7 @@ import { Socket } from 'node:net';
 import type { ExitStatus, ResourceUsage, RunningBuild } from '../backend.js';
 import { DarwinKillFailed, DarwinSpawnFailed } from './errors.js';
 import type { Handle, SpawnPrimitives } from './libc.js';
-import type { SpawnDescription } from './spawn-plan.js';
+import { POSIX_SPAWN_CLOEXEC_DEFAULT, type SpawnDescription } from './spawn-plan.js';
 import { decodeWaitStatus } from './status.js';
 
 const ERRNO_NAMES: Record<'darwin' | 'linux', Record<number, string>> = {
@@ -65,6 +65,11 @@ export function applySpawn(desc: SpawnDescription, prim: SpawnPrimitives, logWri
         const rc = prim.fileActionsAddChdir(fa, a.path);
         if (rc !== 0) fail(`posix_spawn_file_actions_addchdir_np(${a.path})`, rc);
       }
+    }
+    if (os !== 'darwin' && desc.flags & POSIX_SPAWN_CLOEXEC_DEFAULT) {
+      // After the dup2s: the log pipe's write end is above 2 too.
+      const rc = prim.fileActionsAddCloseFrom(fa, 3);
+      if (rc !== 0) fail('posix_spawn_file_actions_addclosefrom_np(3)', rc);
     }
     attr = prim.attrInit();
     let rc = prim.attrSetFlags(attr, desc.flags);
