@@ -37,6 +37,7 @@ import { HASH_SIZE, parseHash, type Hash } from './hash.js';
 import {
   checkStrings,
   compareUtf8,
+  derivationNameFromPath,
   fixedOutputPath,
   parseMethodAlgo,
   printMethodAlgo,
@@ -475,6 +476,11 @@ export function parseDerivation(input: Uint8Array | string, name: string, opts: 
     p.fail(AtermTrailingData, p.pos, 'end of input', describeByte(buf[p.pos]), `${buf.length - p.pos} bytes of trailing data after the derivation at byte ${p.pos}`);
   }
   return drv;
+}
+
+/** Parses the .drv file stored at `drvPath`; the derivation name comes from the path. */
+export function parseDerivationFile(input: Uint8Array | string, drvPath: string, opts: AtermParseOptions = {}): Derivation {
+  return parseDerivation(input, derivationNameFromPath(opts.storeDir ?? DEFAULT_STORE_DIR, drvPath), opts);
 }
 
 const ESCAPE_TEST = /["\\\n\r\t]/;

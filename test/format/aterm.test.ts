@@ -16,6 +16,7 @@ import {
   firstInvalidUtf8,
   isAtermError,
   parseDerivation,
+  parseDerivationFile,
   printDerivation,
   printDerivationBytes,
   quoteAterm,
@@ -64,6 +65,7 @@ describe('ATerm: Nix 2.8 fixtures', () => {
     for (const f of fixtures()) {
       const d = parseDerivation(f.bytes, f.name);
       assert.ok(printDerivationBytes(d).equals(f.bytes), f.file);
+      assert.equal(parseDerivationFile(f.bytes, f.path).name, f.name);
     }
   });
 

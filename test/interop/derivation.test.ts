@@ -79,7 +79,7 @@ async function eachAttr(t: import('node:test').TestContext, check: (attr: string
   for (const [attr, p] of w().attrs) await t.test(attr, () => check(attr, p));
 }
 
-function complete(drvPathForMsg: string, draft: Parameters<typeof completeDerivation>[0]) {
+function complete(draft: Parameters<typeof completeDerivation>[0]) {
   const cache = new Map<string, DrvHash>(); // fresh: every input is hashed from its .drv again
   return completeDerivation(draft, { resolve: w().read, cache });
 }
@@ -144,7 +144,7 @@ describe('derivations vs Nix 2.8 (nix-instantiate, nix show-derivation)', () => 
   test('recomputes output paths and env from the output-less derivation', async (t) => {
     await eachAttr(t, (_a, p) => {
       const d = w().read(p);
-      const c = complete(p, draftFromDerivation(d, { dropPaths: true }));
+      const c = complete(draftFromDerivation(d, { dropPaths: true }));
       assert.deepEqual(outputPaths(SD, c.drv), outputPaths(SD, d));
       assert.equal(c.drvPath, p);
       assert.equal(printDerivation(c.drv), w().bytes.get(p)!.toString('utf8'));
@@ -169,7 +169,7 @@ describe('derivations vs Nix 2.8 (nix-instantiate, nix show-derivation)', () => 
       const bare = parseDerivationInput({ name: derivationNameFromPath(SD, p), ...stripOutputs(json, false) });
       const attrsOnly = parseDerivationInput({ [p]: stripOutputs(json, true) });
       for (const input of [keyed, bare, attrsOnly]) {
-        const c = complete(p, input.draft);
+        const c = complete(input.draft);
         assert.equal(c.drvPath, p);
         assert.equal(printDerivation(c.drv), w().bytes.get(p)!.toString('utf8'));
       }
