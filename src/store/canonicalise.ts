@@ -5,7 +5,8 @@
 // directories and symlinks.
 import { chmodSync, lchownSync, lstatSync, lutimesSync, readdirSync, type Stats } from 'node:fs';
 import { join } from 'node:path';
-import { InvalidOwnership, UnsupportedFileType } from './errors.js';
+import { InvalidOwnership } from './errors.js';
+import { UnsupportedFileType } from './nar-fs.js';
 import { removeXattrs } from './xattr.js';
 
 /** The mtime of every store file, in seconds. */

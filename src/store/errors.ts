@@ -22,8 +22,6 @@ export class ContentAddressMismatch extends defineError('ContentAddressMismatch'
 export class BadContentAddress extends defineError('BadContentAddress', 'E_BAD_CONTENT_ADDRESS') {}
 /** Deleting a path that valid paths still refer to. */
 export class PathInUse extends defineError('PathInUse', 'E_PATH_IN_USE') {}
-/** A file that is neither regular, directory nor symlink (socket, fifo, device). */
-export class UnsupportedFileType extends defineError('UnsupportedFileType', 'E_UNSUPPORTED_FILE_TYPE') {}
 /** A file in a new path owned by someone other than the expected (build) user. */
 export class InvalidOwnership extends defineError('InvalidOwnership', 'E_INVALID_OWNERSHIP') {}
 /** The source of `store add` is missing or of the wrong kind for the mode. */
