@@ -25,8 +25,11 @@
 //   lenient           accepts what Nix 2.8's parser accepts: any "\c" means
 //                     c, keys in any order (for duplicates the first output,
 //                     the last input derivation and the last env value win),
-//                     the stored path of a fixed output is ignored, trailing
-//                     bytes are ignored.
+//                     the stored path of a fixed output is ignored (it must
+//                     still be computable), trailing bytes are ignored. Still
+//                     rejected, unlike Nix: invalid UTF-8, an input derivation
+//                     path without .drv, Nix's list quirks (`["a""b"]`,
+//                     `[,"a"]`), and a truncated string (Nix loops on EOF).
 // Invalid UTF-8 is an error in both modes (AtermInvalidUtf8 with the offset
 // of the first bad byte): the model holds JavaScript strings and must not
 // replace bytes silently. Every failure is one of the typed errors below and
