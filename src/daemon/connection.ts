@@ -915,6 +915,9 @@ class TunnelSource extends WireSource {
     this.pending = this.pending.subarray(n);
     return out;
   }
+  unread(b: Buffer): void {
+    this.pending = this.pending.length === 0 ? b : Buffer.concat([b, this.pending]);
+  }
   protected async readExactRaw(n: number): Promise<Buffer> {
     const parts: Buffer[] = [];
     let got = 0;

@@ -120,6 +120,12 @@ export class StreamReader extends WireSource {
     return out;
   }
 
+  unread(b: Buffer): void {
+    if (b.length === 0) return;
+    this.chunks.unshift(b);
+    this.buffered += b.length;
+  }
+
   protected async readExactRaw(n: number): Promise<Buffer> {
     if (n === 0) return Buffer.alloc(0);
     if (this.buffered < n) await this.need(n);

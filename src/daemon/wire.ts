@@ -188,6 +188,11 @@ export abstract class WireSource {
 
   /** Exactly n bytes, or WireTruncated. */
   protected abstract readExactRaw(n: number): Promise<Buffer>;
+  /**
+   * Puts bytes just read back in front of the stream (a parser that read past
+   * the end of what it delimits returns the excess).
+   */
+  abstract unread(b: Buffer): void;
   /** 1..max bytes (whatever is available, at least one), or WireTruncated. */
   protected abstract readSomeRaw(max: number): Promise<Buffer>;
 
@@ -299,6 +304,11 @@ export class BufferSource extends WireSource {
     if (this.pos >= this.data.length) throw new WireTruncated('unexpected end of input');
     return this.readExactRaw(Math.min(max, this.data.length - this.pos));
   }
+
+  unread(b: Buffer): void {
+    if (b.length > this.pos) throw new Error('BufferSource.unread: more bytes than were read');
+    this.pos -= b.length;
+  }
 }
 
 // ---------------------------------------------------------------- framed data
@@ -377,6 +387,13 @@ export class FramedSource extends WireSource {
       got += b.length;
     }
     return parts.length === 1 ? parts[0]! : Buffer.concat(parts, n);
+  }
+
+  unread(b: Buffer): void {
+    if (b.length === 0) return;
+    // the bytes came from the current frame (readSome never crosses frames)
+    this.inner.unread(b);
+    this.left += BigInt(b.length);
   }
 
   /** The rest of the logical stream, in pieces of at most `piece` bytes. */
