@@ -189,7 +189,7 @@ export class WorkerClient {
   private closed = false;
 
   constructor(
-    private readonly input: Readable,
+    input: Readable,
     private readonly output: Writable,
     private readonly opts: WorkerClientOptions,
     private readonly closeRaw: () => void,

@@ -9,7 +9,7 @@
 // stream, which is then out of sync.
 import type { Readable, Writable } from 'node:stream';
 import { defineError } from '../errors.js';
-import { BadStorePath, parseStorePath } from '../format/store-path.js';
+import { parseStorePath } from '../format/store-path.js';
 import { base16Encode } from '../format/hash.js';
 import { copyNar } from './nar-copy.js';
 import {
@@ -45,7 +45,6 @@ import {
   FramedSource,
   formatDerivedPath,
   parseDerivedPath,
-  parseWireHash,
   readBasicDerivation,
   readPathInfo,
   realisationFromJson,
@@ -114,7 +113,7 @@ export class Connection {
   private readonly store: DaemonStore;
 
   constructor(
-    private readonly input: Readable,
+    input: Readable,
     private readonly output: Writable,
     private readonly cfg: ConnectionConfig,
   ) {
@@ -1019,4 +1018,3 @@ function throwIfFailed(results: BuildResult[], ctx: OpContext): void {
   });
 }
 
-export { BadStorePath, parseWireHash };

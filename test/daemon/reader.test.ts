@@ -4,7 +4,6 @@ import { PassThrough } from 'node:stream';
 import fc from 'fast-check';
 import { StreamReader } from '../../src/daemon/reader.js';
 import { copyNar } from '../../src/daemon/nar-copy.js';
-import { BadNar } from '../../src/format/nar.js';
 import { BufferSource, WireTruncated, WireWriter } from '../../src/daemon/wire.js';
 import { narOfFile } from '../../src/daemon/client.js';
 
