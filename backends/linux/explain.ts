@@ -15,13 +15,13 @@ export function explainLinux(spec: LinuxSandboxSpec): string {
   out.push(`namespaces: ${ns.join(', ')}${spec.namespaces.net ? '' : ' (host network: fixed-output)'}`);
   out.push(`identity: uid ${spec.sandboxUid} gid ${spec.sandboxGid} inside; uid_map "${spec.uidMap}", gid_map "${spec.gidMap}", setgroups deny`);
   out.push(`hostname: ${spec.hostname}, domainname: ${spec.domainname}${spec.loopback ? ', lo up' : ''}`);
-  out.push(`root: ${spec.chrootDir} (pivot_root; read-only)`);
+  out.push(`root: tmpfs on ${spec.chrootDir} (pivot_root; read-only once populated); outputs in ${spec.chrootStoreDir}`);
   if (spec.keepMountNamespace) out.push('recursive builds: the pre-pivot mount namespace is kept so store paths can be added while running');
   out.push('mounts and files:');
   for (const o of spec.ops) {
     switch (o.op) {
       case 'mkdir':
-        out.push(`  dir      ${o.path} ${oct(o.mode)}`);
+        out.push(`  dir      ${o.disk ? '<chroot on disk>' : ''}${o.path} ${oct(o.mode)}`);
         break;
       case 'write':
         out.push(`  file     ${o.path} ${oct(o.mode)} (${o.content.split('\n').filter(Boolean).length} lines)`);
@@ -36,7 +36,7 @@ export function explainLinux(spec: LinuxSandboxSpec): string {
         const flags = [o.readOnly ? 'ro' : 'rw', o.nosuid ? 'nosuid' : '', o.nodev ? 'nodev' : '', o.shared ? 'shared' : '', o.optional ? 'optional' : '']
           .filter(Boolean)
           .join(',');
-        out.push(`  bind     ${o.path} <- ${o.source} [${flags}] ${o.why}`);
+        out.push(`  bind     ${o.path} <- ${o.sourceOnDisk ? '<chroot on disk>' : ''}${o.source} [${flags}] ${o.why}`);
         break;
       }
       case 'mount':

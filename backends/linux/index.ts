@@ -14,7 +14,7 @@ import { AddPathFailed, SandboxRequestInvalid } from './errors.js';
 import { explainLinux } from './explain.js';
 import { planLinux, type LinuxPlanHost, type LinuxSandboxSpec } from './plan.js';
 import { probeLinux } from './probe.js';
-import { LinuxRunningBuild, removeTreeForce, startLinux } from './run.js';
+import { LinuxRunningBuild, removeTreeForce, scratchOnHost, startLinux } from './run.js';
 
 export { planLinux, personalityFor, physicalPath, SANDBOX_UID, SANDBOX_GID } from './plan.js';
 export type { LinuxPlanHost, LinuxSandboxSpec, SandboxOp, Namespaces } from './plan.js';
@@ -86,7 +86,7 @@ export const linuxBackend: Backend = {
     await running.addPath(storePath);
   },
   realPathOfScratchOutput(spec: SandboxSpec, scratchPath: string): string {
-    return asLinux(spec).chrootDir + scratchPath;
+    return scratchOnHost(asLinux(spec), scratchPath);
   },
   async cleanup(spec: SandboxSpec): Promise<void> {
     removeTreeForce(asLinux(spec).chrootDir);

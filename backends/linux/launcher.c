@@ -124,7 +124,11 @@ enum { OP_MKDIR = 1, OP_WRITE = 2, OP_SYMLINK = 3, OP_BIND = 4, OP_MOUNT = 5,
 /* OP flags */
 enum {
   F_RO = 1, F_OPTIONAL = 2, F_SHARED = 4, F_NOSUID = 8, F_NODEV = 16,
-  F_NOEXEC = 32
+  F_NOEXEC = 32,
+  /* path (a) is relative to the on-disk chroot dir, not the tmpfs root */
+  F_DISK = 64,
+  /* bind source (b) is relative to the on-disk chroot dir */
+  F_SRC_DISK = 128
 };
 
 #define MAX_REQUEST (256u << 20)
@@ -360,18 +364,25 @@ static int sys_mount_setattr(int dfd, const char *path, unsigned flags, uint64_t
  * following symlinks, so nothing the plan creates can land outside. */
 static int root_fd = -1;
 static const char *root_path;
+/* The on-disk chroot dir (outputs, /tmp), covered by the tmpfs root but
+ * still reachable through this fd. */
+static int disk_fd = -1;
 
 /* Opens the parent directory of `rel` (absolute inside the chroot) beneath
  * root_fd, creating missing directories (0755) when `create`; returns the fd
  * and points *leaf at the last component. */
+static int open_parent_in(int base, const char *rel, char *scratch, const char **leaf, int create);
 static int open_parent(const char *rel, char *scratch, const char **leaf, int create) {
+  return open_parent_in(root_fd, rel, scratch, leaf, create);
+}
+static int open_parent_in(int base, const char *rel, char *scratch, const char **leaf, int create) {
   size_t n = strlen(rel);
   if (n == 0 || rel[0] != '/' || n >= PATH_MAX) {
     errno = EINVAL;
     return -1;
   }
   memcpy(scratch, rel, n + 1);
-  int dir = dup(root_fd);
+  int dir = dup(base);
   if (dir < 0) return -1;
   char *p = scratch + 1;
   for (;;) {
@@ -465,10 +476,10 @@ static int remount_classic(const char *path, uint32_t f, int bind) {
 }
 
 /* Binds host `source` onto dir/leaf with the requested attributes. */
-static int bind_at(const char *source, int dir, const char *leaf, uint32_t flags) {
+static int bind_at(int srcdir, const char *source, int dir, const char *leaf, uint32_t flags) {
   uint64_t attrs = attr_of_flags(flags);
   if (have_new_mount_api) {
-    int t = sys_open_tree(AT_FDCWD, source, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE);
+    int t = sys_open_tree(srcdir, source, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE);
     if (t >= 0) {
       if (attrs && sys_mount_setattr(t, "", AT_EMPTY_PATH | AT_RECURSIVE, attrs) < 0) {
         int e = errno;
@@ -485,12 +496,19 @@ static int bind_at(const char *source, int dir, const char *leaf, uint32_t flags
     if (errno != ENOSYS) return -1;
     have_new_mount_api = 0;
   }
-  char target[64];
+  char target[64], src[64];
+  int sfd = openat(srcdir, source, O_PATH | O_CLOEXEC);
+  if (sfd < 0) return -1;
+  snprintf(src, sizeof src, "/proc/self/fd/%d", sfd);
   int tfd = openat(dir, leaf, O_PATH | O_NOFOLLOW | O_CLOEXEC);
-  if (tfd < 0) return -1;
+  if (tfd < 0) {
+    close(sfd);
+    return -1;
+  }
   snprintf(target, sizeof target, "/proc/self/fd/%d", tfd);
-  int r = mount(source, target, NULL, MS_BIND | MS_REC, NULL);
+  int r = mount(src, target, NULL, MS_BIND | MS_REC, NULL);
   close(tfd);
+  close(sfd);
   if (r < 0 || !attrs) return r;
   tfd = openat(dir, leaf, O_PATH | O_NOFOLLOW | O_CLOEXEC);
   if (tfd < 0) return -1;
@@ -520,7 +538,7 @@ static void run_op(const struct op *o) {
   int dir;
   switch (o->code) {
   case OP_MKDIR: {
-    dir = open_parent(a, scratch, &leaf, 1);
+    dir = open_parent_in((o->flags & F_DISK) ? disk_fd : root_fd, a, scratch, &leaf, 1);
     if (dir < 0) die("creating directory '%s' in the sandbox: %s", a, strerror(errno));
     if (mkdirat(dir, leaf, (mode_t)o->mode) < 0) {
       struct stat st;
@@ -569,7 +587,13 @@ static void run_op(const struct op *o) {
   case OP_BIND: {
     /* a = target in the sandbox, b = host source */
     struct stat st;
-    if (stat(b, &st) < 0) {
+    int srcdir = AT_FDCWD;
+    const char *src = b;
+    if (o->flags & F_SRC_DISK) {
+      srcdir = disk_fd;
+      while (*src == '/') src++;
+    }
+    if (fstatat(srcdir, src, &st, 0) < 0) {
       if ((o->flags & F_OPTIONAL) && errno == ENOENT) break;
       die("getting attributes of path '%s': %s", b, strerror(errno));
     }
@@ -577,7 +601,7 @@ static void run_op(const struct op *o) {
     if (dir < 0) die("creating the mount point '%s' in the sandbox: %s", a, strerror(errno));
     if (make_mountpoint(dir, leaf, S_ISDIR(st.st_mode)) < 0)
       die("creating the mount point '%s' in the sandbox: %s", a, strerror(errno));
-    if (bind_at(b, dir, leaf, o->flags) < 0)
+    if (bind_at(srcdir, src, dir, leaf, o->flags) < 0)
       die("bind mount from '%s' to '%s' failed: %s", b, a, strerror(errno));
     if (o->flags & F_SHARED) {
       int t = openat(dir, leaf, O_PATH | O_NOFOLLOW | O_CLOEXEC);
@@ -712,8 +736,13 @@ __attribute__((noreturn)) static void sandbox_init(void) {
   if (R.chroot.n) {
     root_path = cstr(R.chroot);
     if (mount(NULL, "/", NULL, MS_PRIVATE | MS_REC, NULL) < 0) die("unable to make '/' private: %s", strerror(errno));
-    if (mount(root_path, root_path, NULL, MS_BIND, NULL) < 0)
-      die("unable to bind mount '%s': %s", root_path, strerror(errno));
+    disk_fd = open(root_path, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (disk_fd < 0) die("opening '%s': %s", root_path, strerror(errno));
+    /* The skeleton (/, /etc, /dev, mount points) lives on a small tmpfs:
+     * creating it on the store's disk costs far more. Outputs and /tmp stay
+     * on disk, bound in from disk_fd. */
+    if (mount("tmpfs", root_path, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=4m,nr_inodes=65536") < 0)
+      die("mounting the sandbox root on '%s': %s", root_path, strerror(errno));
     root_fd = open(root_path, O_PATH | O_DIRECTORY | O_CLOEXEC);
     if (root_fd < 0) die("opening '%s': %s", root_path, strerror(errno));
     for (size_t i = 0; i < R.nops; i++) run_op(&R.ops[i]);
@@ -730,12 +759,16 @@ __attribute__((noreturn)) static void sandbox_init(void) {
        * shared with the copy the builder gets. */
       if (unshare(CLONE_NEWNS) < 0) die("unsharing mount namespace: %s", strerror(errno));
     }
-    if (fchdir(root_fd) < 0) die("cannot change directory to '%s': %s", root_path, strerror(errno));
+    /* By path: after unshare, root_fd still names the mount in the kept
+     * namespace, which pivot_root would refuse. */
+    if ((R.keep_ns ? chdir(root_path) : fchdir(root_fd)) < 0)
+      die("cannot change directory to '%s': %s", root_path, strerror(errno));
     if (syscall(SYS_pivot_root, ".", ".") < 0)
       die("cannot pivot old root directory onto '%s': %s", root_path, strerror(errno));
     if (umount2(".", MNT_DETACH) < 0) die("cannot unmount real root filesystem: %s", strerror(errno));
     if (chroot(".") < 0) die("cannot change root directory to '%s': %s", root_path, strerror(errno));
     close(root_fd);
+    close(disk_fd);
   }
   close(sync_child);
 
@@ -983,45 +1016,52 @@ static int probe_mode(void) {
 /* ---------- add-path: make a host path appear in a running sandbox ---------- */
 
 static int add_path_mode(void) {
-  if (!R.target_pid || !R.source.n || !R.target.n) die("request rejected: add-path needs a pid, a source and a target");
-  char *source = cstr(R.source), *target = cstr(R.target);
+  if (!R.target_pid || !R.source.n || !R.target.n || !R.store_dir.n)
+    die("request rejected: add-path needs a pid, a source, a target and a store dir");
+  char *source = cstr(R.source), *target = cstr(R.target), *store = cstr(R.store_dir);
   char path[64];
   snprintf(path, sizeof path, "/proc/%llu/fd/%d", (unsigned long long)R.target_pid, FD_KEPT_USERNS);
   int u = open(path, O_RDONLY | O_CLOEXEC);
   snprintf(path, sizeof path, "/proc/%llu/fd/%d", (unsigned long long)R.target_pid, FD_KEPT_MNTNS);
   int m = open(path, O_RDONLY | O_CLOEXEC);
-  if (u < 0 || m < 0) die("the build (monitor pid %llu) kept no mount namespace to add paths to: %s",
-                          (unsigned long long)R.target_pid, strerror(errno));
+  if (u < 0 || m < 0)
+    die("the build (monitor pid %llu) kept no mount namespace to add paths to: %s", (unsigned long long)R.target_pid,
+        strerror(errno));
   struct stat st;
   if (lstat(source, &st) < 0) die("getting attributes of path '%s': %s", source, strerror(errno));
-  /* Enter the sandbox's user namespace (when it has one) for the mount
-   * capability, then its pre-pivot mount namespace where host paths are
-   * still visible. */
-  if ((R.clone_flags & CLONE_NEWUSER) && setns(u, CLONE_NEWUSER) < 0)
-    die("entering sandbox user namespace: %s", strerror(errno));
-  if (setns(m, CLONE_NEWNS) < 0) die("entering sandbox mount namespace: %s", strerror(errno));
-  char *store = cstr(R.store_dir);
-  root_fd = open(store, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-  if (root_fd < 0) die("opening the sandbox store '%s': %s", store, strerror(errno));
-  char scratch[PATH_MAX];
-  const char *leaf;
-  int dir = open_parent(target, scratch, &leaf, 0);
-  if (dir < 0) die("resolving '%s' in the sandbox store: %s", target, strerror(errno));
+  /* The entry is created on disk first, as the caller: the builder can only
+   * have put something there itself, and we never follow it. */
+  char *slash = strrchr(target, '/');
+  if (!slash || slash[1] == 0) die("request rejected: bad add-path target '%s'", target);
+  *slash = 0;
+  const char *leaf = slash + 1;
+  int dir = open(*target ? target : "/", O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (dir < 0) die("opening the sandbox store '%s': %s", target, strerror(errno));
   struct stat tst;
-  if (fstatat(dir, leaf, &tst, AT_SYMLINK_NOFOLLOW) == 0)
-    die("store path '%s' already exists in the sandbox", leaf);
+  if (fstatat(dir, leaf, &tst, AT_SYMLINK_NOFOLLOW) == 0) die("store path '%s' already exists in the sandbox", leaf);
   if (S_ISLNK(st.st_mode)) {
     char text[PATH_MAX];
     ssize_t n = readlink(source, text, sizeof text - 1);
     if (n < 0) die("reading symlink '%s': %s", source, strerror(errno));
     text[n] = 0;
     if (symlinkat(text, dir, leaf) < 0) die("creating symlink '%s' in the sandbox: %s", leaf, strerror(errno));
-  } else {
-    if (make_mountpoint(dir, leaf, S_ISDIR(st.st_mode)) < 0)
-      die("creating the mount point for '%s': %s", leaf, strerror(errno));
-    if (bind_at(source, dir, leaf, F_RO | F_NOSUID | F_NODEV) < 0)
-      die("bind mount from '%s' to '%s' failed: %s", source, target, strerror(errno));
+    return 0; /* the store dir is shared: the link is visible at once */
   }
+  if (make_mountpoint(dir, leaf, S_ISDIR(st.st_mode)) < 0)
+    die("creating the mount point for '%s': %s", leaf, strerror(errno));
+  close(dir);
+  /* Enter the sandbox's user namespace (when it has one) for the mount
+   * capability, then its pre-pivot mount namespace where host paths are
+   * still visible and the store dir propagates into the builder's copy. */
+  if ((R.clone_flags & CLONE_NEWUSER) && setns(u, CLONE_NEWUSER) < 0)
+    die("entering sandbox user namespace: %s", strerror(errno));
+  if (setns(m, CLONE_NEWNS) < 0) die("entering sandbox mount namespace: %s", strerror(errno));
+  dir = open(store, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (dir < 0) die("opening the sandbox store '%s': %s", store, strerror(errno));
+  if (fstatat(dir, leaf, &tst, AT_SYMLINK_NOFOLLOW) < 0 || S_ISLNK(tst.st_mode))
+    die("the mount point for '%s' vanished from the sandbox", leaf);
+  if (bind_at(AT_FDCWD, source, dir, leaf, F_RO | F_NOSUID | F_NODEV) < 0)
+    die("bind mount from '%s' to '%s/%s' failed: %s", source, store, leaf, strerror(errno));
   return 0;
 }
 

@@ -3,11 +3,14 @@
 // so it runs and is tested on any OS. The launcher carries the spec out.
 //
 // Shape of the sandbox (mirrors Nix's chroot builds, hardened):
-//   /                the chroot dir `<real drv path>.chroot`, read-only mount
-//   /tmp             1777, writable (its own bind)
+//   /                a small tmpfs mounted on the chroot dir
+//                    `<real drv path>.chroot`, read-only once populated
+//                    (file creation on the store's disk is far slower)
+//   /tmp             `<chroot>/tmp` on disk, 1777, writable
 //   /etc             passwd, group, hosts (+ FOD: resolv.conf, services,
 //                    hosts, nsswitch.conf); read-only with the root
-//   <storeDir>       1775, writable, only the input closure (read-only binds)
+//   <storeDir>       `<chroot>/store` on disk, 1775, writable (outputs land
+//                    there), only the input closure (read-only binds)
 //   <build dir>      sandbox-build-dir, the host build dir bound writable
 //   /dev             full null random tty urandom zero (+kvm), fd/std* links,
 //                    shm (tmpfs), pts (devpts newinstance) + ptmx
@@ -42,7 +45,8 @@ export interface LinuxPlanHost extends PlanHost {
 }
 
 export type SandboxOp =
-  | { op: 'mkdir'; path: string; mode: number }
+  /** `disk`: under the on-disk chroot dir instead of the tmpfs root. */
+  | { op: 'mkdir'; path: string; mode: number; disk?: boolean }
   | { op: 'write'; path: string; mode: number; content: string }
   | { op: 'symlink'; path: string; text: string }
   | { op: 'copy-symlink'; path: string; source: string; optional: boolean }
@@ -55,6 +59,8 @@ export type SandboxOp =
       shared: boolean;
       nosuid: boolean;
       nodev: boolean;
+      /** `source` is relative to the on-disk chroot dir. */
+      sourceOnDisk?: boolean;
       /** Why it is there, for explain. */
       why: string;
     }
@@ -74,9 +80,12 @@ export interface Namespaces {
 export interface LinuxSandboxSpec extends SandboxSpec {
   backend: 'linux';
   request: BuildRequest;
-  /** Host path of the chroot dir and of the store dir inside it. */
+  /** Host path of the chroot dir (on disk; the tmpfs root covers it inside). */
   chrootDir: string;
+  /** On-disk dir that is the store dir inside: outputs are found here. */
   chrootStoreDir: string;
+  /** The store dir as seen in the kept (pre-pivot) mount namespace. */
+  mountedStoreDir: string;
   namespaces: Namespaces;
   cloneFlags: number;
   /** Contents written to /proc/<pid>/uid_map and gid_map. */
@@ -160,7 +169,7 @@ export function planLinux(req: BuildRequest, host: LinuxPlanHost): LinuxSandboxS
   }
 
   const chrootDir = host.realpath(req.realStoreDir) + '/' + basename(req.drvPath) + '.chroot';
-  const chrootStoreDir = chrootDir + storeDir;
+  const chrootStoreDir = chrootDir + '/store';
   const outputs = new Set(Object.values(req.scratchOutputs));
   const uidRange = (req.buildUser?.uidCount ?? 1) > 1;
   const keepMountNamespace = req.requiredSystemFeatures.includes('recursive-nix') || req.daemonSocketHost !== null;
@@ -170,9 +179,10 @@ export function planLinux(req: BuildRequest, host: LinuxPlanHost): LinuxSandboxS
     ops.push({ op: 'bind', path, source, why, readOnly: true, optional: false, shared: false, nosuid: true, nodev: true, ...o });
   };
 
-  // /tmp: writable although the root becomes read-only.
-  ops.push({ op: 'mkdir', path: '/tmp', mode: 0o1777 });
-  bind('/tmp', chrootDir + '/tmp', 'writable /tmp', { readOnly: false });
+  // Disk-backed parts: /tmp and the store dir (outputs).
+  ops.push({ op: 'mkdir', path: '/tmp', mode: 0o1777, disk: true });
+  ops.push({ op: 'mkdir', path: '/store', mode: 0o1775, disk: true });
+  bind('/tmp', '/tmp', 'writable /tmp', { readOnly: false, sourceOnDisk: true });
 
   // /etc
   const sandboxUid = uidRange ? 0 : SANDBOX_UID;
@@ -199,10 +209,10 @@ export function planLinux(req: BuildRequest, host: LinuxPlanHost): LinuxSandboxS
   }
 
   // The store: writable for the outputs, holding only the input closure.
-  ops.push({ op: 'mkdir', path: storeDir, mode: 0o1775 });
-  bind(storeDir, chrootStoreDir, keepMountNamespace ? 'writable store dir, shared for recursive builds' : 'writable store dir', {
+  bind(storeDir, '/store', keepMountNamespace ? 'writable store dir, shared for recursive builds' : 'writable store dir', {
     readOnly: false,
     shared: keepMountNamespace,
+    sourceOnDisk: true,
   });
   const visible = new Set<string>();
   const inputs = [...new Set(req.inputPaths)].sort();
@@ -349,6 +359,7 @@ export function planLinux(req: BuildRequest, host: LinuxPlanHost): LinuxSandboxS
     request: req,
     chrootDir,
     chrootStoreDir,
+    mountedStoreDir: chrootDir + storeDir,
     namespaces,
     cloneFlags,
     uidMap,

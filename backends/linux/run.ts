@@ -1,6 +1,6 @@
 // Carrying out a LinuxSandboxSpec: prepare the chroot dir, hand the launcher
 // its request, and wrap the result in a RunningBuild.
-import { chmodSync, chownSync, lchownSync, lstatSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, lchownSync, lstatSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import { basename, join } from 'node:path';
 import type { Readable } from 'node:stream';
@@ -24,7 +24,7 @@ export function wireOps(ops: readonly SandboxOp[]): WireOp[] {
   return ops.map((o): WireOp => {
     switch (o.op) {
       case 'mkdir':
-        return { code: OpCode.mkdir, flags: 0, mode: o.mode, a: o.path, b: '' };
+        return { code: OpCode.mkdir, flags: o.disk ? OpFlag.DISK : 0, mode: o.mode, a: o.path, b: '' };
       case 'write':
         return { code: OpCode.write, flags: 0, mode: o.mode, a: o.path, b: o.content };
       case 'symlink':
@@ -39,7 +39,8 @@ export function wireOps(ops: readonly SandboxOp[]): WireOp[] {
             (o.optional ? OpFlag.OPTIONAL : 0) |
             (o.shared ? OpFlag.SHARED : 0) |
             (o.nosuid ? OpFlag.NOSUID : 0) |
-            (o.nodev ? OpFlag.NODEV : 0),
+            (o.nodev ? OpFlag.NODEV : 0) |
+            (o.sourceOnDisk ? OpFlag.SRC_DISK : 0),
           mode: 0,
           a: o.path,
           b: o.source,
@@ -108,12 +109,16 @@ export function removeTreeForce(dir: string): void {
 
 /** Creates the empty chroot dir the launcher populates. */
 export function prepareChroot(spec: LinuxSandboxSpec): void {
-  removeTreeForce(spec.chrootDir);
+  if (existsSync(spec.chrootDir)) removeTreeForce(spec.chrootDir);
   mkdirSync(spec.chrootDir, { mode: 0o700 });
-  chmodSync(spec.chrootDir, 0o700);
   const bu = spec.request.buildUser;
   // The init runs as the build user: it must be able to create the skeleton.
   if (bu) chownSync(spec.chrootDir, bu.uid, bu.gid);
+}
+
+/** Where a logical path under the store dir is written on the host. */
+export function scratchOnHost(spec: LinuxSandboxSpec, logical: string): string {
+  return spec.chrootStoreDir + logical.slice(spec.request.storeDir.replace(/\/+$/, '').length);
 }
 
 /**
@@ -138,7 +143,7 @@ export function sealOutputs(spec: LinuxSandboxSpec): void {
       for (const e of readdirSync(p)) walk(join(p, e));
     }
   };
-  for (const out of Object.values(spec.request.scratchOutputs)) walk(spec.chrootDir + out);
+  for (const out of Object.values(spec.request.scratchOutputs)) walk(scratchOnHost(spec, out));
 }
 
 export class LinuxRunningBuild implements RunningBuild {
@@ -226,8 +231,8 @@ export class LinuxRunningBuild implements RunningBuild {
         cloneFlags: spec.cloneFlags,
         targetPid: this.pid,
         source: physicalPath(spec.request, storePath),
-        storeDir: spec.chrootStoreDir,
-        target: '/' + basename(storePath),
+        storeDir: spec.mountedStoreDir,
+        target: spec.chrootStoreDir + '/' + basename(storePath),
       },
       ctx,
     );

@@ -2,7 +2,7 @@
 // (EOF = exec), fd 5 the monitor's result line. Shared by run, probe,
 // add-path and kill-user.
 import { spawn, type ChildProcess } from 'node:child_process';
-import type { Readable, Writable } from 'node:stream';
+import { PassThrough, type Readable, type Writable } from 'node:stream';
 import { parseStatusLine, type StatusLine } from './protocol.js';
 
 export interface LauncherProcess {
@@ -56,5 +56,14 @@ export function spawnLauncher(launcher: string, request: Buffer, withLog: boolea
       .map(parseStatusLine),
   );
   const result = readAll(stdio[5] as Readable);
-  return { child, log: withLog ? (child.stdout as Readable) : null, status, result, exited };
+  // Node resumes (and discards) unused child stdio when the child exits; a
+  // fast builder can finish before the caller attaches to the log, so the
+  // bytes are held in a PassThrough that only the caller drains.
+  let log: Readable | null = null;
+  if (withLog && child.stdout) {
+    const pass = new PassThrough({ highWaterMark: 1 << 20 });
+    child.stdout.pipe(pass);
+    log = pass;
+  }
+  return { child, log, status, result, exited };
 }
