@@ -13,6 +13,8 @@ export function register(cli: CAC, ctx: () => CliContext): void {
     .option('-S, --closure-size', 'Print the sum of the NAR sizes of the closure of each path')
     .action(async (paths: string[], opts: { json?: boolean; recursive?: boolean; size?: boolean; closureSize?: boolean }) => {
       const c = ctx();
+      const { fixKebabBooleans } = await import('./store.js');
+      fixKebabBooleans(opts as Record<string, unknown>, ['closureSize'], paths);
       if (paths.length === 0) throw new UsageError("'path-info' needs at least one path");
       const store = await c.openStore();
       const { pathInfoJson } = await import('../store/path-info.js');

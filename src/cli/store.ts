@@ -13,6 +13,21 @@ export async function writeStdout(chunks: AsyncIterable<Uint8Array>): Promise<vo
   }
 }
 
+/**
+ * cac 7 registers boolean options under their camelCase name only, so mri
+ * treats `--kebab-case` flags as taking a value and swallows the next
+ * argument. Give such a swallowed argument back to the positionals.
+ */
+export function fixKebabBooleans(opts: Record<string, unknown>, names: string[], positionals: string[]): void {
+  for (const n of names) {
+    const v = opts[n];
+    if (v !== undefined && typeof v !== 'boolean') {
+      positionals.unshift(String(v));
+      opts[n] = true;
+    }
+  }
+}
+
 function asArray(v: unknown): string[] {
   if (v === undefined || v === null || v === false) return [];
   return (Array.isArray(v) ? v : [v]).map(String);
@@ -92,6 +107,7 @@ export function register(cli: CAC, ctx: () => CliContext): void {
         opts: { references?: boolean; referrers?: boolean; requisites?: boolean; deriver?: boolean; outputs?: boolean; includeOutputs?: boolean },
       ) => {
         const c = ctx();
+        fixKebabBooleans(opts as Record<string, unknown>, ['includeOutputs'], paths);
         const kinds = (['references', 'referrers', 'requisites', 'deriver', 'outputs'] as const).filter((k) => opts[k]);
         if (kinds.length > 1) throw new UsageError(`query flags --${kinds[0]} and --${kinds[1]} conflict (give one)`);
         const kind = kinds[0] ?? 'outputs';
@@ -136,6 +152,9 @@ export function register(cli: CAC, ctx: () => CliContext): void {
     .option('--repair', 'Fix what can be fixed: unregister vanished paths, fill in missing hashes and sizes, drop corrupt .links entries')
     .action(async (opts: { checkContents?: boolean; repair?: boolean }) => {
       const c = ctx();
+      const extra: string[] = [];
+      fixKebabBooleans(opts as Record<string, unknown>, ['checkContents'], extra);
+      if (extra.length > 0) throw new UsageError(`'store verify' takes no arguments (got '${extra[0]}')`);
       const store = await c.openStore();
       const { verifyStore } = await import('../store/verify.js');
       const res = await verifyStore(store, {
@@ -158,6 +177,9 @@ export function register(cli: CAC, ctx: () => CliContext): void {
     .option('--no-runtime-roots', 'Do not scan running processes for store paths they use')
     .action(async (opts: { dryRun?: boolean; maxFreed?: string; runtimeRoots?: boolean }) => {
       const c = ctx();
+      const extra: string[] = [];
+      fixKebabBooleans(opts as Record<string, unknown>, ['dryRun'], extra);
+      if (extra.length > 0) throw new UsageError(`'store gc' takes no arguments (got '${extra[0]}')`);
       let maxFreed: number | undefined;
       if (opts.maxFreed !== undefined) {
         if (!/^\d+$/.test(String(opts.maxFreed))) throw new UsageError(`invalid --max-freed '${opts.maxFreed}' (expected a number of bytes)`);
