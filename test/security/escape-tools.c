@@ -97,6 +97,10 @@ int main(int argc, char **argv) {
     int fd = open(argv[2], O_RDONLY);
     return report("read", fd);
   }
+  if (!strcmp(c, "segv")) {
+    volatile int *p = (int *)(long)(argc - 2);
+    return *p;
+  }
   if (!strcmp(c, "nested-escape")) {
     /* Full capabilities in a nested user namespace, then every classic way
      * out: chroot + `..` walk, remounting the root writable, umounting the

@@ -1,0 +1,341 @@
+// The Linux backend end to end: hand-made BuildRequests (a diverted fake store
+// under /tmp appearing at /nix/store inside, busybox as /bin/sh) built with
+// the real launcher, checking what the builder saw and wrote.
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, readdirSync, readFileSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { TestContext } from 'node:test';
+import {
+  AddPathFailed,
+  linuxBackend,
+  localPlanHost,
+  SandboxNulByte,
+  SandboxSetupFailed,
+  type LinuxSandboxSpec,
+} from '../../../backends/linux/index.js';
+import type { LinuxRunningBuild } from '../../../backends/linux/run.js';
+import { requireLauncher } from '../../../backends/linux/launcher-path.js';
+import { encodeRequest, Mode } from '../../../backends/linux/protocol.js';
+import { spawnLauncher } from '../../../backends/linux/spawn.js';
+import { removeTree } from '../../helpers/tmp.js';
+import { requireLinux } from '../../helpers/host.js';
+import { escapeTools, processesMatching } from '../../security/harness.js';
+import { BUSYBOX, makeFixture, OUT, runBuild, STORE, type Fixture } from './fixture.js';
+
+const BB = [
+  { target: '/bin/sh', source: BUSYBOX, optional: false },
+  { target: '/bin/busybox', source: BUSYBOX, optional: false },
+];
+
+function fixture(t: TestContext): Fixture {
+  requireLinux('namespace sandbox');
+  const fx = makeFixture();
+  t.after(() => removeTree(fx.root));
+  return fx;
+}
+
+async function sh(fx: Fixture, script: string, over: Parameters<Fixture['request']>[1] = {}) {
+  return runBuild(fx.request(`B=/bin/busybox; ${script}`, { sandboxPaths: BB, ...over }));
+}
+
+describe('linux backend: what the builder sees', () => {
+  test('the output is written where realPathOfScratchOutput says', async (t) => {
+    const fx = fixture(t);
+    const r = await sh(fx, '$B mkdir $out; echo built > $out/result');
+    assert.equal(r.code, 0);
+    assert.equal(r.outPath, join(fx.realStoreDir, 'dddddddddddddddddddddddddddddddd-probe.drv.chroot', 'store', 'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-probe'));
+    assert.equal(readFileSync(join(r.outPath, 'result'), 'utf8'), 'built\n');
+    await linuxBackend.cleanup(r.spec);
+    assert.equal(existsSync(r.spec.chrootDir), false);
+  });
+
+  test('the environment is exactly the one given, in order', async (t) => {
+    const fx = fixture(t);
+    const req = fx.request('', { sandboxPaths: BB, builder: '/bin/busybox', args: ['env'], env: { zzz: 'last one', A_B: 'x=y', empty: '' } });
+    const r = await runBuild(req);
+    assert.equal(r.log, Object.entries(req.env).map(([k, v]) => `${k}=${v}\n`).join(''));
+  });
+
+  test('ls /, /dev, modes of /tmp and the store', async (t) => {
+    const fx = fixture(t);
+    const r = await sh(fx, '$B ls /; $B ls /dev; $B stat -c "%a %n" /tmp /nix/store /etc /build');
+    assert.equal(
+      r.log,
+      'bin\nbuild\ndev\netc\nnix\nproc\ntmp\n' +
+        'fd\nfull\nnull\nptmx\npts\nrandom\nshm\nstderr\nstdin\nstdout\ntty\nurandom\nzero\n' +
+        '1777 /tmp\n1775 /nix/store\n555 /etc\n700 /build\n',
+    );
+  });
+
+  test('hostname, domainname, id, passwd and group with a custom sandbox-build-dir', async (t) => {
+    const fx = fixture(t);
+    const r = await sh(fx, '$B hostname; $B cat /proc/sys/kernel/domainname; $B id -u; $B id -g; $B id -un; $B id -gn; $B pwd; $B cat /etc/passwd /etc/group', {
+      buildDirSandbox: '/build-tmp',
+    });
+    assert.equal(
+      r.log,
+      'localhost\n(none)\n1000\n100\nnixbld\nnixbld\n/build-tmp\n' +
+        'root:x:0:0:Nix build user:/build-tmp:/noshell\n' +
+        'nixbld:x:1000:100:Nix build user:/build-tmp:/noshell\n' +
+        'nobody:x:65534:65534:Nobody:/:/noshell\n' +
+        'root:x:0:\nnixbld:!:100:\nnogroup:x:65534:\n',
+    );
+  });
+
+  test('capabilities, no_new_privs and seccomp in /proc/self/status', async (t) => {
+    const fx = fixture(t);
+    // A new user namespace starts with the full bounding set of this kernel.
+    const last = Number(readFileSync('/proc/sys/kernel/cap_last_cap', 'utf8'));
+    const bnd = `CapBnd:\t${((1n << BigInt(last + 1)) - 1n).toString(16).padStart(16, '0')}`;
+    const r = await sh(fx, '$B grep -E "^(Cap|NoNewPrivs|Seccomp:)" /proc/self/status');
+    assert.equal(
+      r.log,
+      `CapInh:\t0000000000000000\nCapPrm:\t0000000000000000\nCapEff:\t0000000000000000\n${bnd}\nCapAmb:\t0000000000000000\nNoNewPrivs:\t1\nSeccomp:\t2\n`,
+    );
+  });
+
+  test('filter-syscalls = false and allow-new-privileges turn those off', async (t) => {
+    const fx = fixture(t);
+    const settings = { ...fx.request('').settings, filterSyscalls: false, allowNewPrivileges: true };
+    const r = await sh(fx, '$B grep -E "^(NoNewPrivs|Seccomp):" /proc/self/status; $B mkdir $out; echo > $out/f; $B chmod u+s $out/f && echo setuid-allowed', { settings });
+    assert.equal(r.log, 'NoNewPrivs:\t0\nSeccomp:\t0\nsetuid-allowed\n');
+  });
+
+  test('stdout and stderr are one log, stdin is empty', async (t) => {
+    const fx = fixture(t);
+    const r = await sh(fx, 'echo a; echo b >&2; echo c; $B cat; echo "stdin-eof"');
+    assert.equal(r.log, 'a\nb\nc\nstdin-eof\n');
+  });
+
+  test('exit codes are reported', async (t) => {
+    const fx = fixture(t);
+    for (const code of [0, 1, 3, 100, 255]) {
+      const r = await sh(fx, `exit ${code}`);
+      assert.deepEqual([r.code, r.signal], [code, null]);
+    }
+  });
+
+  test('a builder killed by a signal is reported with the signal', async (t) => {
+    const fx = fixture(t);
+    const tools = escapeTools();
+    const r = await runBuild(
+      fx.request('', { sandboxPaths: [{ target: '/bin/tools', source: tools, optional: false }], builder: '/bin/tools', args: ['segv'] }),
+    );
+    assert.deepEqual([r.code, r.signal], [null, 'SIGSEGV']);
+  });
+
+  test('inputs: directories and files read-only, symlinks as symlinks, at the logical store path', async (t) => {
+    const fx = fixture(t);
+    const dir = fx.addStoreDir('bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb-dir', 'f', 'in-dir\n');
+    const file = fx.addStoreFile('cccccccccccccccccccccccccccccccc-file', 'a file\n');
+    symlinkSync(`${dir}/f`, join(fx.realStoreDir, 'eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee-link'));
+    const link = `${STORE}/eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee-link`;
+    const r = await sh(fx, `$B cat ${dir}/f ${file}; $B readlink ${link}; $B cat ${link}; echo x >> ${file} || echo file-ro; $B ls /nix/store`, {
+      inputPaths: [dir, file, link],
+    });
+    assert.equal(
+      r.log,
+      `in-dir\na file\n${dir}/f\nin-dir\nsh: can't create ${file}: Read-only file system\nfile-ro\n` +
+        'bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb-dir\ncccccccccccccccccccccccccccccccc-file\neeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee-link\n',
+    );
+  });
+
+  test('outputs are never pre-populated, even when listed as inputs or sandbox paths', async (t) => {
+    const fx = fixture(t);
+    fx.addStoreDir('aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-probe');
+    const r = await sh(fx, '$B ls /nix/store; test -e $out || echo absent', {
+      inputPaths: [OUT],
+      sandboxPaths: [...BB, { target: OUT, source: BUSYBOX, optional: false }],
+    });
+    assert.equal(r.log, 'absent\n');
+  });
+
+  test('i686-linux runs with the 32-bit personality; all builds without ASLR', async (t) => {
+    const fx = fixture(t);
+    const r64 = await sh(fx, '$B cat /proc/self/personality; $B uname -m');
+    assert.equal(r64.log, '00040000\nx86_64\n');
+    const r32 = await sh(fx, '$B cat /proc/self/personality; $B uname -m', { system: 'i686-linux' });
+    assert.equal(r32.log, '00040008\ni686\n');
+  });
+
+  test('fixed-output builds get the host network and name resolution files', async (t) => {
+    const fx = fixture(t);
+    const r = await sh(fx, '$B cat /etc/nsswitch.conf; test -e /etc/resolv.conf && echo resolv; $B ip -o link | $B wc -l', { fixedOutput: true });
+    const hostIfaces = String(readdirSync('/sys/class/net').length);
+    assert.equal(r.log, `hosts: files dns\nservices: files\n${existsSync('/etc/resolv.conf') ? 'resolv\n' : ''}${hostIfaces}\n`);
+    const n = await sh(fx, '$B cat /etc/hosts; test -e /etc/nsswitch.conf || echo no-nsswitch; $B ip -o link | $B cut -d: -f2');
+    assert.equal(n.log, '127.0.0.1 localhost\n::1 localhost\nno-nsswitch\n lo\n');
+  });
+
+  test('/dev/shm has the configured size', async (t) => {
+    const fx = fixture(t);
+    const settings = { ...fx.request('').settings, sandboxDevShmSize: '1m' };
+    const r = await sh(fx, '$B df -k /dev/shm | $B tail -1 | $B tr -s " " | $B cut -d" " -f2', { settings });
+    assert.equal(r.log, '1024\n');
+  });
+
+  test('usage() reports CPU time after the build', async (t) => {
+    const fx = fixture(t);
+    const spec = linuxBackend.plan(fx.request('i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done', { sandboxPaths: BB }), localPlanHost());
+    const b = await linuxBackend.start(spec);
+    b.log.resume();
+    assert.equal(b.usage(), null);
+    await b.wait();
+    const u = b.usage();
+    assert.ok(u && u.cpuUserMs + u.cpuSystemMs > 0, JSON.stringify(u));
+  });
+});
+
+describe('linux backend: killing', () => {
+  test('kill() (the timeout path) ends the build and every process in it', async (t) => {
+    const fx = fixture(t);
+    const n = 800000 + Math.floor(Math.random() * 99999);
+    const spec = linuxBackend.plan(
+      fx.request(`B=/bin/busybox; $B ln -s $B /tmp/sleep; ($B setsid /tmp/sleep ${n} &); /tmp/sleep ${n + 1}`, { sandboxPaths: BB }),
+      localPlanHost(),
+    );
+    const b = await linuxBackend.start(spec);
+    b.log.resume();
+    await sleep(300);
+    assert.equal(processesMatching(`sleep ${n}`).length, 1);
+    const t0 = Date.now();
+    await Promise.all([b.kill(), b.kill()]); // idempotent
+    assert.ok(Date.now() - t0 < 2000);
+    assert.deepEqual(await b.wait(), { code: null, signal: 'SIGKILL' });
+    assert.deepEqual(processesMatching(`sleep ${n}`), []);
+    assert.deepEqual(processesMatching(`sleep ${n + 1}`), []);
+    await b.kill(); // after the end: nothing to do
+  });
+
+  test('killing the launcher (as if drvbox died) takes the sandbox with it', async (t) => {
+    const fx = fixture(t);
+    const n = 700000 + Math.floor(Math.random() * 99999);
+    const spec = linuxBackend.plan(fx.request(`B=/bin/busybox; $B ln -s $B /tmp/sleep; ($B setsid /tmp/sleep ${n} &); /tmp/sleep ${n}`, { sandboxPaths: BB }), localPlanHost());
+    const b = (await linuxBackend.start(spec)) as LinuxRunningBuild;
+    b.log.resume();
+    await sleep(200);
+    assert.equal(processesMatching(`sleep ${n}`).length, 2);
+    process.kill(b.pid, 'SIGKILL');
+    assert.deepEqual(await b.wait(), { code: null, signal: 'SIGKILL' });
+    for (let i = 0; i < 50 && processesMatching(`sleep ${n}`).length > 0; i++) await sleep(20);
+    assert.deepEqual(processesMatching(`sleep ${n}`), []);
+  });
+});
+
+describe('linux backend: paths added while running (recursive builds)', () => {
+  test('addPath makes dirs, files and symlinks visible at once; repeats are no-ops', async (t) => {
+    const fx = fixture(t);
+    const dir = fx.addStoreDir('bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb-late', 'f', 'late dir\n');
+    const file = fx.addStoreFile('cccccccccccccccccccccccccccccccc-latefile', 'late file\n');
+    symlinkSync('/nowhere', join(fx.realStoreDir, 'eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee-latelink'));
+    const link = `${STORE}/eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee-latelink`;
+    const input = fx.addStoreDir('ffffffffffffffffffffffffffffffff-input');
+    const r = await runBuild(
+      fx.request(`B=/bin/busybox; $B ls /nix/store; while [ ! -e /build/go ]; do $B sleep 0.02; done; $B ls /nix/store; $B cat ${dir}/f ${file}; $B readlink ${link}; echo x >> ${file} || echo ro`, {
+        sandboxPaths: BB,
+        inputPaths: [input],
+        requiredSystemFeatures: ['recursive-nix'],
+      }),
+      async (b) => {
+        await b.addPath(dir);
+        await b.addPath(file);
+        await b.addPath(link);
+        await b.addPath(dir); // already visible
+        await linuxBackend.addPath(b, (b as unknown as { spec: LinuxSandboxSpec }).spec, input); // an input: visible from the start
+        writeFileSync(join(fx.buildDir, 'go'), '');
+      },
+    );
+    assert.equal(
+      r.log,
+      'ffffffffffffffffffffffffffffffff-input\n' +
+        'bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb-late\ncccccccccccccccccccccccccccccccc-latefile\neeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee-latelink\nffffffffffffffffffffffffffffffff-input\n' +
+        `late dir\nlate file\n/nowhere\nsh: can't create ${file}: Read-only file system\nro\n`,
+    );
+  });
+
+  test('addPath on a build started without recursive-nix is a clear error', async (t) => {
+    const fx = fixture(t);
+    const dir = fx.addStoreDir('bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb-late');
+    const spec = linuxBackend.plan(fx.request('/bin/busybox sleep 5', { sandboxPaths: BB }), localPlanHost());
+    const b = await linuxBackend.start(spec);
+    b.log.resume();
+    await assert.rejects(linuxBackend.addPath(b, spec, dir), (e: unknown) => {
+      assert.ok(e instanceof AddPathFailed);
+      assert.equal(e.message, `derivation '${spec.request.drvPath}': cannot add '${dir}' to the sandbox: the build was not started with recursive-nix (no mount namespace kept)`);
+      return true;
+    });
+    await b.kill();
+  });
+});
+
+describe('linux backend: failures before the builder runs', () => {
+  test('a missing builder fails setup with the exec error', async (t) => {
+    const fx = fixture(t);
+    const spec = linuxBackend.plan(fx.request('', { sandboxPaths: BB, builder: '/nope/builder' }), localPlanHost());
+    await assert.rejects(linuxBackend.start(spec), (e: unknown) => {
+      assert.ok(e instanceof SandboxSetupFailed);
+      assert.equal(e.message, `while setting up the build environment for '${spec.request.drvPath}': executing '/nope/builder': No such file or directory`);
+      return true;
+    });
+  });
+
+  test('a sandbox path removed between plan and start fails setup, naming it', async (t) => {
+    const fx = fixture(t);
+    const extra = join(fx.root, 'extra');
+    writeFileSync(extra, 'x');
+    const spec = linuxBackend.plan(fx.request('true', { sandboxPaths: [...BB, { target: '/extra', source: extra, optional: false }] }), localPlanHost());
+    unlinkSync(extra);
+    await assert.rejects(linuxBackend.start(spec), /getting attributes of path '.*\/extra': No such file or directory/);
+  });
+
+  test('NUL bytes are rejected before sending, and by the launcher itself', async (t) => {
+    const fx = fixture(t);
+    const spec = linuxBackend.plan(fx.request('true', { sandboxPaths: BB, args: ['-c', 'a\0b'] }), localPlanHost());
+    await assert.rejects(linuxBackend.start(spec), (e: unknown) => {
+      assert.ok(e instanceof SandboxNulByte);
+      assert.equal(e.message, `derivation '${spec.request.drvPath}': argument "a\\\\0b" contains a NUL byte`);
+      return true;
+    });
+    const env = linuxBackend.plan(fx.request('true', { sandboxPaths: BB, env: { X: 'a\0b' } }), localPlanHost());
+    await assert.rejects(linuxBackend.start(env), /value of environment variable 'X' "a\\\\0b" contains a NUL byte/);
+    // Hand-made request with a NUL inside an argument record.
+    const good = encodeRequest({ mode: Mode.RUN, builder: '/bin/sh', argv: ['sh', 'aXb'] });
+    const bad = Buffer.from(good);
+    bad[bad.lastIndexOf(Buffer.from('aXb')) + 1] = 0;
+    const p = spawnLauncher(requireLauncher(), bad, false);
+    const [lines] = await Promise.all([p.status, p.exited]);
+    assert.deepEqual(lines, [{ kind: 'error', message: 'request rejected: argument contains a NUL byte' }]);
+  });
+});
+
+describe('linux backend: probe and explain', () => {
+  test('probe reports every step working on this host', async () => {
+    requireLinux('probe');
+    const r = await linuxBackend.probe();
+    assert.equal(r.backend, 'linux');
+    const byName = Object.fromEntries(r.checks.map((c) => [c.name, c]));
+    assert.equal(byName.launcher?.ok, true);
+    assert.equal(byName.libseccomp?.ok, true, byName.libseccomp?.detail);
+    assert.equal(byName.namespaces?.ok, true, byName.namespaces?.detail);
+    assert.match(byName.namespaces!.detail, /clone, uid_map, mount, proc, loopback, seccomp work/);
+    assert.equal(r.usable, true);
+  });
+
+  test('explain prints namespaces, identity, mounts and seccomp rules', (t) => {
+    const fx = fixture(t);
+    const spec = linuxBackend.plan(fx.request('true', { sandboxPaths: BB }), localPlanHost());
+    const text = linuxBackend.explain(spec);
+    assert.match(text, /^namespaces: user, mount, pid, ipc, uts, net$/m);
+    assert.match(text, /^identity: uid 1000 gid 100 inside; uid_map "1000 \d+ 1", gid_map "100 \d+ 1", setgroups deny$/m);
+    assert.match(text, /^  bind     \/bin\/sh <- \/usr\/bin\/busybox \[ro,nosuid\] sandbox-paths$/m);
+    assert.match(text, /^  mount    \/proc proc$/m);
+    assert.match(text, /^  readonly \/$/m);
+    assert.match(text, /^  chmod when mode has S_ISUID \(arg1 & 0o4000 == 0o4000\) -> EPERM$/m);
+    assert.match(text, /^  fchmodat2 when mode has S_ISGID \(arg2 & 0o2000 == 0o2000\) -> EPERM \(if the kernel and libseccomp know it\)$/m);
+    assert.match(text, /^  setxattr -> ENOTSUP$/m);
+    assert.match(text, /^  io_uring_setup -> ENOSYS/m);
+  });
+});
+
