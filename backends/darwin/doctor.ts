@@ -45,7 +45,8 @@ export interface DarwinDoctorFacts {
 export function parseSystemVersion(data: Uint8Array | string): MacosVersion {
   const bytes = typeof data === 'string' ? Buffer.from(data) : data;
   const binary = Buffer.from(bytes.subarray(0, 8)).toString('latin1') === 'bplist00';
-  const parsed = binary ? parseBinaryPlist(bytes) : parsePlist(bytes);
+  // plist.parse treats bytes as binary: XML goes in as text.
+  const parsed = binary ? parseBinaryPlist(bytes) : parsePlist(Buffer.from(bytes).toString('utf8'));
   const v = (parsed && typeof parsed === 'object' && !Array.isArray(parsed) ? parsed : {}) as Record<string, unknown>;
   const str = (k: string) => (typeof v[k] === 'string' ? (v[k] as string) : '');
   if (str('ProductVersion') === '') {

@@ -185,9 +185,10 @@ export function planDarwin(req: DarwinBuildRequest, host: PlanHost, opts: Darwin
     // Both are opened read-write as subpaths: a shallow one or one holding
     // the store would open far more than intended.
     const shallow = dir.split('/').length < 3 && dir !== '/tmp';
-    if (!dir.startsWith('/') || shallow || isWithin(storeDir, dir) || isWithin(realStoreDir, dir)) {
+    const overlapsStore = [storeDir, realStoreDir].some((st) => isWithin(st, dir) || isWithin(dir, st));
+    if (!dir.startsWith('/') || shallow || overlapsStore) {
       throw new DarwinUnsafeDirectory(
-        `derivation '${drv}': ${what} '${dir}' would give the build the whole of '${dir}'; it must be /tmp or an absolute path at least two levels deep, and must not contain the store`,
+        `derivation '${drv}': ${what} '${dir}' would give the build the whole of '${dir}'; it must be /tmp or an absolute path at least two levels deep, neither inside nor around the store`,
         { drvPath: drv, what, dir },
       );
     }
