@@ -5,6 +5,33 @@ import { once } from 'node:events';
 import { UsageError } from '../errors.js';
 import type { CliContext } from './context.js';
 
+/**
+ * Standard input as chunks of one reused 1 MiB buffer: each chunk is only
+ * valid until the next is requested (the store consumes every chunk
+ * synchronously), so reading a stream of any size allocates nothing per
+ * chunk and the peak RSS stays flat. process.stdin is left untouched (it
+ * would switch fd 0 to non-blocking mode).
+ */
+export async function* stdinChunks(): AsyncGenerator<Uint8Array> {
+  const { read } = await import('node:fs');
+  const buf = Buffer.allocUnsafe(1 << 20);
+  for (;;) {
+    let n: number;
+    try {
+      n = await new Promise<number>((resolve, reject) => read(0, buf, 0, buf.length, null, (e, got) => (e ? reject(e) : resolve(got))));
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'EAGAIN') {
+        await new Promise((r) => setTimeout(r, 2));
+        continue;
+      }
+      if ((e as NodeJS.ErrnoException).code === 'EOF') return;
+      throw e;
+    }
+    if (n === 0) return;
+    yield buf.subarray(0, n);
+  }
+}
+
 /** Writes chunks to stdout, honouring back-pressure. */
 export async function writeStdout(chunks: AsyncIterable<Uint8Array>): Promise<void> {
   const out = process.stdout;
@@ -75,7 +102,7 @@ export function register(cli: CAC, ctx: () => CliContext): void {
       const c = ctx();
       const store = await c.openStore();
       const { importPaths } = await import('../store/import.js');
-      const res = await importPaths(store, process.stdin);
+      const res = await importPaths(store, stdinChunks());
       for (const p of res.paths) c.out(p);
       return 0;
     });
@@ -245,7 +272,7 @@ export function register(cli: CAC, ctx: () => CliContext): void {
         throw new RestoreTargetExists(`cannot restore to '${target}': it already exists`, { path: target });
       }
       const { restoreNar } = await import('../store/nar-fs.js');
-      await restoreNar(target, process.stdin);
+      await restoreNar(target, stdinChunks());
       return 0;
     });
 }

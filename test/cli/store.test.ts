@@ -3,6 +3,8 @@ import assert from 'node:assert/strict';
 import { mkdirSync, readFileSync, symlinkSync, writeFileSync, existsSync, chmodSync } from 'node:fs';
 import { join } from 'node:path';
 import { tempDir } from '../helpers/tmp.js';
+import { spawnSync } from 'node:child_process';
+import { CLI } from '../helpers/host.js';
 import { dx, lines } from './store-cli-util.js';
 
 const FOO = '/nix/store/vxjiwkjkn7x4079qvh1jkl5pn05j2aw0-foo';
@@ -128,4 +130,16 @@ describe('drvbox store (CLI)', () => {
       for (const f of flags) assert.ok(r.out.includes(f), `${cmd} ${f}`);
     }
   });
+});
+
+test('without --store or DRVBOX_STORE the embedded default store under $XDG_DATA_HOME/drvbox just works', (t) => {
+  const dir = tempDir(t);
+  writeFileSync(join(dir, 'foo'), 'bar');
+  const env: NodeJS.ProcessEnv = { ...process.env, XDG_DATA_HOME: join(dir, 'data'), DRVBOX_CONFIG: '' };
+  delete env.DRVBOX_STORE;
+  const r = spawnSync(process.execPath, [CLI, 'store', 'add', '--mode', 'text', join(dir, 'foo')], { env, encoding: 'utf8' });
+  assert.equal(r.stderr, '');
+  assert.equal(r.stdout, FOO + '\n');
+  const base = process.platform === 'darwin' ? join(dir, 'data', 'drvbox', 'store') : join(dir, 'data', 'drvbox', 'nix', 'store');
+  assert.equal(readFileSync(join(base, FOO.slice(11)), 'utf8'), 'bar');
 });
