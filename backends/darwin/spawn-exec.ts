@@ -254,24 +254,38 @@ export class SpawnedBuild implements RunningBuild {
     }
   }
 
-  /** Waits briefly for the log to drain, then ends it: a process that escaped the group must not hold the build open. */
+  /**
+   * Lets the log drain, then ends it: once every build process is gone only
+   * an escaped one (setsid) can still hold the pipe open, and it must not hold
+   * the build open. The cut comes after `logGraceMs` without data while the
+   * reader keeps up, so a slow reader never loses output.
+   */
   private async endLog(): Promise<void> {
     if (this.source.readableEnded || this.source.destroyed) return;
+    const out = this.log as PassThrough;
+    const grace = this.opts.logGraceMs ?? 2000;
     await new Promise<void>((resolve) => {
-      const t = setTimeout(() => {
-        this.source.unpipe(this.log as PassThrough);
+      let timer: NodeJS.Timeout;
+      const done = () => {
+        clearTimeout(timer);
+        this.source.off('data', arm);
+        resolve();
+      };
+      const fire = () => {
+        if (out.writableNeedDrain) return arm();
+        this.source.unpipe(out);
         this.source.destroy();
-        (this.log as PassThrough).end();
-        resolve();
-      }, this.opts.logGraceMs ?? 2000);
-      this.source.once('end', () => {
-        clearTimeout(t);
-        resolve();
-      });
-      this.source.once('close', () => {
-        clearTimeout(t);
-        resolve();
-      });
+        out.end();
+        done();
+      };
+      function arm() {
+        clearTimeout(timer);
+        timer = setTimeout(fire, grace);
+      }
+      this.source.on('data', arm);
+      this.source.once('end', done);
+      this.source.once('close', done);
+      arm();
     });
   }
 

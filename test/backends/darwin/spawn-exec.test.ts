@@ -129,6 +129,19 @@ describe('startSpawn and the running build', () => {
     assert.equal(await text(b.log), 'partial');
   });
 
+  test('a slow log reader loses nothing when the log is cut after the build', async () => {
+    const libc = fakeLibc();
+    const source = new PassThrough();
+    const big = Buffer.alloc(1 << 20, 'x');
+    // in pipe-sized chunks, never ended: as if an escaped process held the pipe
+    for (let i = 0; i < big.length; i += 16384) source.write(big.subarray(i, i + 16384));
+    const k = fakeKill();
+    const b = startSpawn(desc, libc, { openLog: () => source, kill: k.kill, pollMinMs: 1, logGraceMs: 20 });
+    await new Promise((r) => setTimeout(r, 150)); // nobody reads yet
+    assert.equal((await text(b.log)).length, big.length);
+    assert.deepEqual(await b.wait(), { code: 0, signal: null });
+  });
+
   test('a group that survives SIGKILL fails wait() and kill() with DarwinKillFailed', async () => {
     const libc = fakeLibc();
     const source = new PassThrough();
