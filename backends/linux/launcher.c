@@ -54,6 +54,8 @@
 #include <sys/syscall.h>
 #include <sys/types.h>
 #include <sys/uio.h>
+#include <sys/un.h>
+#include <stddef.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <linux/filter.h>
@@ -116,7 +118,7 @@ enum {
   T_PERSONALITY = 15, T_NO_NEW_PRIVS = 16, T_SECCOMP = 17, T_BUILDER = 18,
   T_ARG = 19, T_ENV = 20, T_DROP_GROUPS = 21, T_CGROUP = 22, T_NEWCGROUP = 23,
   T_TARGET_PID = 24, T_SOURCE = 25, T_TARGET = 26, T_UMASK = 27, T_KILL_UID = 28,
-  T_LOOPBACK = 29, T_STORE_DIR = 30
+  T_LOOPBACK = 29, T_STORE_DIR = 30, T_SOCKET = 31, T_TOKEN = 32, T_BUILD_ID = 33
 };
 enum { MODE_RUN = 1, MODE_PROBE = 2, MODE_ADD_PATH = 3, MODE_KILL_USER = 4 };
 enum { OP_MKDIR = 1, OP_WRITE = 2, OP_SYMLINK = 3, OP_BIND = 4, OP_MOUNT = 5,
@@ -141,9 +143,9 @@ struct request {
   uint32_t mode;
   uint64_t clone_flags, parent_pid, self_map, sandbox_uid, sandbox_gid;
   uint64_t keep_ns, personality, no_new_privs, drop_groups, newcgroup;
-  uint64_t target_pid, umask_, kill_uid, loopback;
+  uint64_t target_pid, umask_, kill_uid, loopback, build_id;
   struct str uid_map, gid_map, hostname, domainname, chroot, cwd, seccomp;
-  struct str builder, cgroup, source, target, store_dir;
+  struct str builder, cgroup, source, target, store_dir, socket_name, token;
   struct op *ops; size_t nops;
   char **argv; size_t nargs;
   char **envp; size_t nenv;
@@ -151,7 +153,12 @@ struct request {
 
 static struct request R;
 
-/* ---------- reporting ---------- */
+/* Where status lines go: fd 4 (one-shot mode, and inside the sandbox init,
+ * where fd 4 is the close-on-exec channel) or the server-mode control
+ * connection (the monitor). */
+static int status_fd = FD_STATUS;
+/* Server mode: the monitor's control connection to drvbox (-1 otherwise). */
+static int server_ctl = -1;
 
 static void write_all(int fd, const char *buf, size_t n) {
   while (n > 0) {
@@ -174,7 +181,7 @@ static void status_line(char kind, const char *fmt, va_list ap) {
   for (size_t i = 2; i < len; i++)
     if (buf[i] == '\n') buf[i] = ' ';
   buf[len++] = '\n';
-  write_all(FD_STATUS, buf, len);
+  write_all(status_fd, buf, len);
 }
 
 __attribute__((format(printf, 1, 2), noreturn)) static void die(const char *fmt, ...) {
@@ -294,6 +301,9 @@ static void parse_request(unsigned char *buf, size_t len) {
     case T_UMASK: R.umask_ = rd64(p, n, tag); break;
     case T_KILL_UID: R.kill_uid = rd64(p, n, tag); break;
     case T_LOOPBACK: R.loopback = rd64(p, n, tag); break;
+    case T_BUILD_ID: R.build_id = rd64(p, n, tag); break;
+    case T_SOCKET: check_nul(tag, s.p, n); R.socket_name = s; break;
+    case T_TOKEN: check_nul(tag, s.p, n); R.token = s; break;
     case T_SECCOMP:
       if (n % sizeof(struct sock_filter) != 0 || n / sizeof(struct sock_filter) > BPF_MAXINSNS)
         die("request rejected: seccomp program of %u bytes is not a valid BPF program", n);
@@ -705,8 +715,10 @@ static void loopback_up(void) {
 }
 
 __attribute__((noreturn)) static void sandbox_init(void) {
+  status_fd = FD_STATUS;
   close(sync_parent);
   close(FD_RESULT);
+  if (server_ctl >= 0) close(server_ctl);
   if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0) die("prctl(PR_SET_PDEATHSIG): %s", strerror(errno));
   /* The monitor may have died before PDEATHSIG was armed. */
   struct pollfd pf = { sync_child, POLLIN, 0 };
@@ -850,6 +862,43 @@ static pid_t clone_child(uint64_t flags) {
   return (pid_t)syscall(SYS_clone, (unsigned long)(flags | SIGCHLD), NULL, NULL, NULL, NULL);
 }
 
+static int chld_pipe[2] = { -1, -1 };
+static void on_chld(int sig) {
+  (void)sig;
+  int e = errno;
+  if (write(chld_pipe[1], "c", 1) < 0) { /* full: a wake-up is pending anyway */ }
+  errno = e;
+}
+
+/* Server mode: wait for the init while listening to drvbox: "K" or a closed
+ * connection (drvbox gone) kills the sandbox. */
+static pid_t wait_serving(pid_t pid, int *st) {
+  if (pipe2(chld_pipe, O_CLOEXEC | O_NONBLOCK) < 0) die("pipe: %s", strerror(errno));
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_chld;
+  sa.sa_flags = SA_RESTART | SA_NOCLDSTOP;
+  sigaction(SIGCHLD, &sa, NULL);
+  int ctl = server_ctl;
+  for (;;) {
+    pid_t w = waitpid(pid, st, WNOHANG | __WALL);
+    if (w == pid) return w;
+    if (w < 0 && errno != EINTR) return w;
+    struct pollfd pf[2] = { { chld_pipe[0], POLLIN, 0 }, { ctl, POLLIN, 0 } };
+    if (poll(pf, ctl >= 0 ? 2 : 1, -1) < 0) continue;
+    if (pf[0].revents) {
+      char b[64];
+      while (read(chld_pipe[0], b, sizeof b) > 0) {}
+    }
+    if (ctl >= 0 && pf[1].revents) {
+      char b[64];
+      ssize_t r = read(ctl, b, sizeof b);
+      if (r <= 0 || memchr(b, 'K', (size_t)r)) kill(pid, SIGKILL);
+      if (r <= 0) ctl = -1;
+    }
+  }
+}
+
 static int run_mode(void) {
   if (!R.builder.n) die("request rejected: no builder");
   if (!R.nargs) die("request rejected: empty argv");
@@ -871,10 +920,19 @@ static int run_mode(void) {
   sigaddset(&block, SIGHUP);
   sigprocmask(SIG_BLOCK, &block, &old);
 
+  /* Server mode: the init reports through a close-on-exec pipe at fd 4
+   * that the monitor relays, as the caller is not its parent. */
+  int exec_pipe[2] = { -1, -1 };
+  if (server_ctl >= 0) {
+    if (pipe2(exec_pipe, O_CLOEXEC) < 0 || dup3(exec_pipe[1], FD_STATUS, O_CLOEXEC) < 0)
+      die("exec pipe: %s", strerror(errno));
+    close(exec_pipe[1]);
+  }
   pid_t pid = clone_child(R.clone_flags);
   if (pid < 0) die("cloning the sandbox (flags 0x%llx): %s", (unsigned long long)R.clone_flags, strerror(errno));
   if (pid == 0) {
     sigprocmask(SIG_SETMASK, &old, NULL);
+    if (exec_pipe[0] >= 0) close(exec_pipe[0]);
     sandbox_init();
   }
   child_pid = pid;
@@ -898,7 +956,8 @@ static int run_mode(void) {
     }
     if (write(sync_parent, "G", 1) != 1) { /* child died; reported below */ }
   }
-  report('P', "%d", (int)pid);
+  if (server_ctl >= 0) report('P', "%d %d", (int)getpid(), (int)pid);
+  else report('P', "%d", (int)pid);
   if (R.keep_ns) {
     int u, m;
     if (recv_fds(sync_parent, &u, &m) == 0) {
@@ -912,6 +971,21 @@ static int run_mode(void) {
   /* From here on only the builder may hold the status channel: its EOF means
    * exec. The log channel must not be held open by the monitor either. */
   close(FD_STATUS);
+  if (server_ctl >= 0) {
+    /* Relay the init's setup error, or announce the exec. */
+    char buf[4096];
+    size_t got = 0;
+    for (;;) {
+      ssize_t r = read(exec_pipe[0], buf + got, sizeof buf - 1 - got);
+      if (r < 0 && errno == EINTR) continue;
+      if (r <= 0) break;
+      got += (size_t)r;
+      if (got == sizeof buf - 1) break;
+    }
+    close(exec_pipe[0]);
+    if (got) write_all(server_ctl, buf, got);
+    else write_all(server_ctl, "R\n", 2);
+  }
   int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
   if (devnull >= 0) {
     dup2(devnull, 1);
@@ -921,7 +995,9 @@ static int run_mode(void) {
 
   int st;
   pid_t w;
-  do w = waitpid(pid, &st, __WALL); while (w < 0 && errno == EINTR);
+  if (server_ctl >= 0) w = wait_serving(pid, &st);
+  else
+    do w = waitpid(pid, &st, __WALL); while (w < 0 && errno == EINTR);
   struct rusage ru;
   memset(&ru, 0, sizeof ru);
   getrusage(RUSAGE_CHILDREN, &ru);
@@ -932,7 +1008,7 @@ static int run_mode(void) {
   int n = snprintf(line, sizeof line, "X %d %d %lld %lld %ld\n", code, sig,
                    (long long)ru.ru_utime.tv_sec * 1000000 + ru.ru_utime.tv_usec,
                    (long long)ru.ru_stime.tv_sec * 1000000 + ru.ru_stime.tv_usec, ru.ru_maxrss);
-  write_all(FD_RESULT, line, (size_t)n);
+  write_all(server_ctl >= 0 ? server_ctl : FD_RESULT, line, (size_t)n);
   return 0;
 }
 
@@ -1089,7 +1165,107 @@ static int kill_user_mode(void) {
   return 0;
 }
 
-int main(void) {
+/* ---------- server mode: one launcher for many builds ---------- */
+/*
+ * Forking the large, multi-threaded node process per build costs
+ * milliseconds; this small process forks instead. drvbox sends framed
+ * requests (u32 length, u64 build id, request) on fd 3; the first one names an abstract
+ * unix socket and a token. Per build a forked monitor connects twice to that
+ * socket ("<token> <id> C" control, "<token> <id> L" log) and runs the build
+ * as in one-shot mode, with the status and result lines on the control
+ * connection ("P <monitor> <init>", "E ..." or "R", then "X ...").
+ */
+
+static int read_full(int fd, void *buf, size_t n) {
+  size_t got = 0;
+  while (got < n) {
+    ssize_t r = read(fd, (char *)buf + got, n - got);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) return -1;
+    got += (size_t)r;
+  }
+  return 0;
+}
+
+static struct str srv_socket, srv_token;
+
+static int connect_channel(uint64_t id, char kind) {
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -1;
+  struct sockaddr_un a;
+  memset(&a, 0, sizeof a);
+  a.sun_family = AF_UNIX;
+  if (srv_socket.n + 1 > sizeof a.sun_path) {
+    errno = ENAMETOOLONG;
+    return -1;
+  }
+  memcpy(a.sun_path + 1, srv_socket.p, srv_socket.n); /* abstract namespace */
+  /* libuv binds abstract names either padded to the whole sun_path (node 20)
+   * or with their exact length (newer): try both. */
+  socklen_t exact = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + srv_socket.n);
+  if (connect(fd, (struct sockaddr *)&a, sizeof a) < 0 && connect(fd, (struct sockaddr *)&a, exact) < 0) {
+    int e = errno;
+    close(fd);
+    errno = e;
+    return -1;
+  }
+  char head[256];
+  int n = snprintf(head, sizeof head, "%.*s %llu %c\n", (int)srv_token.n, srv_token.p, (unsigned long long)id, kind);
+  write_all(fd, head, (size_t)n);
+  return fd;
+}
+
+__attribute__((noreturn)) static void serve_one(uint64_t id, unsigned char *buf, size_t len, pid_t zygote) {
+  signal(SIGCHLD, SIG_DFL);
+  if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != zygote) _exit(1);
+  int ctl = connect_channel(id, 'C');
+  int log = ctl < 0 ? -1 : connect_channel(id, 'L');
+  if (ctl < 0 || log < 0) {
+    char line[160];
+    int n = snprintf(line, sizeof line, "F %llu connecting to drvbox: %s\n", (unsigned long long)id, strerror(errno));
+    write_all(FD_REQUEST, line, (size_t)n);
+    _exit(1);
+  }
+  close(FD_REQUEST);
+  if (dup2(log, 1) < 0) _exit(1);
+  close(log);
+  server_ctl = ctl;
+  status_fd = ctl;
+  memset(&R, 0, sizeof R);
+  parse_request(buf, len);
+  _exit(run_mode());
+}
+
+static int server_mode(void) {
+  pid_t self = getpid();
+  if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0) return 1;
+  signal(SIGCHLD, SIG_IGN); /* monitors are reaped by the kernel */
+  int devnull = open("/dev/null", O_RDWR);
+  if (devnull >= 0) dup2(devnull, FD_STATUS);
+  for (int first = 1;; first = 0) {
+    unsigned char hdr[12];
+    if (read_full(FD_REQUEST, hdr, 12) < 0) return 0; /* drvbox closed: done */
+    uint32_t len = rd32(hdr);
+    uint64_t id = (uint64_t)rd32(hdr + 4) | (uint64_t)rd32(hdr + 8) << 32;
+    if (len > MAX_REQUEST) return 1;
+    unsigned char *buf = malloc(len ? len : 1);
+    if (!buf || read_full(FD_REQUEST, buf, len) < 0) return 1;
+    if (first) {
+      parse_request(buf, len);
+      if (R.parent_pid && (uint64_t)getppid() != R.parent_pid) return 1;
+      srv_socket = R.socket_name;
+      srv_token = R.token;
+      /* keep buf: srv_socket and srv_token point into it */
+      continue;
+    }
+    pid_t pid = fork();
+    if (pid == 0) serve_one(id, buf, len, self);
+    free(buf);
+  }
+}
+
+int main(int argc, char **argv) {
+  if (argc > 1 && strcmp(argv[1], "--server") == 0) return server_mode();
   if (fcntl(FD_STATUS, F_SETFD, FD_CLOEXEC) < 0) return 125;
   size_t len;
   unsigned char *buf = read_request(&len);

@@ -11,6 +11,13 @@
 //   "S <step> <detail>"        probe step passed
 //   "F <step> <errno> <text>"  probe step failed
 //   EOF without E              the builder was exec'd
+// Server mode (`drvbox-launcher --server`, see server.ts): fd 3 carries
+//   frames u32 length | u64 build id | request; the first frame holds SOCKET
+//   and TOKEN. Each build's monitor connects twice to that abstract socket,
+//   "<token> <id> C\n" (control: "P <monitor> <init>", then "R" at exec or
+//   "E ...", then "X ..."; drvbox may send "K" to kill) and "<token> <id> L\n"
+//   (the log). The zygote reports "F <id> <message>" on fd 3 when a monitor
+//   cannot connect.
 // Result (fd 5, written by the monitor when the init has been reaped):
 //   "X <code> <signal> <utime-us> <stime-us> <maxrss-kib>"
 //   (code -1 when killed by a signal; EOF without X: the monitor was killed)
@@ -49,6 +56,8 @@ export const Tag = {
   KILL_UID: 28,
   LOOPBACK: 29,
   STORE_DIR: 30,
+  SOCKET: 31,
+  TOKEN: 32,
 } as const;
 
 export const Mode = { RUN: 1, PROBE: 2, ADD_PATH: 3, KILL_USER: 4 } as const;
@@ -116,6 +125,9 @@ export interface LauncherRequest {
   storeDir?: string;
   umask?: number;
   killUid?: number;
+  /** Server mode's first frame: abstract socket name and token. */
+  socketName?: string;
+  token?: string;
 }
 
 /** Names the field for the error message when a string holds a NUL byte. */
@@ -229,22 +241,28 @@ export function encodeRequest(r: LauncherRequest, context = 'sandbox request'): 
   if (r.storeDir !== undefined) w.str(Tag.STORE_DIR, 'store directory', r.storeDir);
   if (r.umask !== undefined) w.u64(Tag.UMASK, r.umask);
   if (r.killUid !== undefined) w.u64(Tag.KILL_UID, r.killUid);
+  if (r.socketName !== undefined) w.str(Tag.SOCKET, 'socket name', r.socketName);
+  if (r.token !== undefined) w.str(Tag.TOKEN, 'token', r.token);
   return w.done();
 }
 
 export type StatusLine =
-  | { kind: 'pid'; pid: number }
+  | { kind: 'pid'; pid: number; monitorPid?: number }
   | { kind: 'error'; message: string }
   | { kind: 'step-ok'; step: string; detail: string }
   | { kind: 'step-failed'; step: string; errno: number; message: string }
   | { kind: 'other'; text: string };
 
 export function parseStatusLine(line: string): StatusLine {
-  const kind = line.slice(0, 2);
+  const kind = line === 'R' ? 'R' : line.slice(0, 2);
   const rest = line.slice(2);
   switch (kind) {
-    case 'P ':
-      return { kind: 'pid', pid: Number(rest) };
+    case 'P ': {
+      const [a, b] = rest.split(' ');
+      return b === undefined ? { kind: 'pid', pid: Number(a) } : { kind: 'pid', pid: Number(b), monitorPid: Number(a) };
+    }
+    case 'R':
+      return { kind: 'other', text: 'R' };
     case 'E ':
       return { kind: 'error', message: rest };
     case 'S ': {

@@ -12,6 +12,7 @@ import { physicalPath } from './plan.js';
 import { encodeRequest, Mode, OpCode, OpFlag, parseResultLine, type LauncherRequest, type WireOp } from './protocol.js';
 import { compileSeccomp } from './seccomp.js';
 import { spawnLauncher, type LauncherProcess } from './spawn.js';
+import { launcherServer } from './server.js';
 
 const signalNames = new Map<number, NodeJS.Signals>(
   Object.entries(osConstants.signals).map(([name, num]) => [num, name as NodeJS.Signals]),
@@ -161,7 +162,7 @@ export class LinuxRunningBuild implements RunningBuild {
     private readonly proc: LauncherProcess,
     sandboxPid: number,
   ) {
-    this.pid = proc.child.pid!;
+    this.pid = proc.pid;
     this.log = proc.log!;
     this.sandboxPid = sandboxPid;
     this.visible = new Set(spec.visiblePaths);
@@ -187,20 +188,11 @@ export class LinuxRunningBuild implements RunningBuild {
 
   kill(): Promise<void> {
     this.killed ??= (async () => {
-      const { child } = this.proc;
-      if (child.exitCode === null && child.signalCode === null) {
-        try {
-          child.kill('SIGTERM'); // the monitor SIGKILLs the sandbox's init
-        } catch {
-          // already gone
-        }
-        const timer = setTimeout(() => {
-          try {
-            child.kill('SIGKILL'); // PDEATHSIG takes the init with it
-          } catch {
-            // already gone
-          }
-        }, KILL_GRACE_MS);
+      const proc = this.proc;
+      if (proc.alive()) {
+        proc.kill('SIGTERM'); // the monitor SIGKILLs the sandbox's init
+        // PDEATHSIG takes the init with the monitor if it does not answer.
+        const timer = setTimeout(() => proc.kill('SIGKILL'), KILL_GRACE_MS);
         await this.proc.exited;
         clearTimeout(timer);
       }
@@ -251,12 +243,15 @@ export class LinuxRunningBuild implements RunningBuild {
   }
 }
 
+
 export async function startLinux(spec: LinuxSandboxSpec): Promise<LinuxRunningBuild> {
   const launcher = requireLauncher();
   const bpf = spec.seccomp ? compileSeccomp(spec.seccomp).bpf : null;
   const request = encodeRequest(launcherRequest(spec, bpf), `derivation '${spec.request.drvPath}'`);
   prepareChroot(spec);
-  const proc = spawnLauncher(launcher, request, true);
+  // DRVBOX_LAUNCHER_ONESHOT=1: one launcher process per build (no server).
+  const oneShot = process.env.DRVBOX_LAUNCHER_ONESHOT === '1';
+  const proc = oneShot ? spawnLauncher(launcher, request, true) : await launcherServer(launcher).start(request);
   const lines = await proc.status;
   const err = lines.find((l) => l.kind === 'error');
   const pidLine = lines.find((l) => l.kind === 'pid');

@@ -1,12 +1,13 @@
 // Spawning the launcher: fd 3 carries the request, fd 4 the status lines
 // (EOF = exec), fd 5 the monitor's result line. Shared by run, probe,
 // add-path and kill-user.
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { PassThrough, type Readable, type Writable } from 'node:stream';
 import { parseStatusLine, type StatusLine } from './protocol.js';
 
 export interface LauncherProcess {
-  child: ChildProcess;
+  /** The monitor's pid (0 until known in server mode). */
+  pid: number;
   log: Readable | null;
   /** Resolves with every status line once the status channel hits EOF. */
   status: Promise<StatusLine[]>;
@@ -14,6 +15,9 @@ export interface LauncherProcess {
   result: Promise<string>;
   /** Resolves when the launcher process has exited. */
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  alive(): boolean;
+  /** SIGTERM: the monitor kills the sandbox and reports; SIGKILL: the monitor dies (and the sandbox with it). */
+  kill(sig: 'SIGTERM' | 'SIGKILL'): void;
 }
 
 function readAll(stream: Readable | null | undefined): Promise<string> {
@@ -65,5 +69,19 @@ export function spawnLauncher(launcher: string, request: Buffer, withLog: boolea
     child.stdout.pipe(pass);
     log = pass;
   }
-  return { child, log, status, result, exited };
+  return {
+    pid: child.pid ?? 0,
+    log,
+    status,
+    result,
+    exited,
+    alive: () => child.exitCode === null && child.signalCode === null,
+    kill: (sig) => {
+      try {
+        child.kill(sig);
+      } catch {
+        // already gone
+      }
+    },
+  };
 }
