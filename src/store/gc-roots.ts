@@ -214,10 +214,9 @@ export function findTempRoots(layout: StoreLayout): Roots {
         continue;
       }
       const contents = readFileSync(fd, 'latin1');
-      for (const p of contents.split('\0')) {
-        if (p.length === 0) continue;
-        addRoot(roots, p, `{temp:${name}}`);
-      }
+      const entries = contents.split('\0');
+      entries.pop(); // only NUL-terminated entries are complete
+      for (const p of entries) if (p.length > 0) addRoot(roots, p, `{temp:${name}}`);
     } finally {
       closeSync(fd);
     }
@@ -276,4 +275,12 @@ export function findRuntimeRoots(layout: StoreLayout, isValid: (p: string) => bo
 export function mergeRoots(into: Roots, from: Roots): Roots {
   for (const [p, links] of from) for (const l of links) addRoot(into, p, l);
   return into;
+}
+
+/** Every root, as `nix-store --gc --print-roots` lists them: permanent, runtime (unless disabled) and temp roots. */
+export function findAllRoots(layout: StoreLayout, isValid: (p: string) => boolean, opts: { runtime?: boolean } = {}): Roots {
+  const roots = findPermanentRoots(layout, isValid);
+  if (opts.runtime !== false) mergeRoots(roots, findRuntimeRoots(layout, isValid));
+  for (const [p, from] of findTempRoots(layout)) if (isValid(p)) for (const f of from) addRoot(roots, p, f);
+  return roots;
 }

@@ -25,6 +25,7 @@ export {
   addIndirectRoot,
   addPermRoot,
   findPermanentRoots,
+  findAllRoots,
   findTempRoots,
   findRuntimeRoots,
   indirectRootPath,

@@ -13,7 +13,7 @@ import { BadStorePath, isDerivationPath, makeOutputPath, parseStorePath, toStore
 import { closure, topoSort } from './closure.js';
 import { StoreDb, type DrvOutputId, type Realisation, type Registration } from './db.js';
 import { BadDerivationOutputs, InvalidPath } from './errors.js';
-import { addIndirectRoot, addPermRoot } from './gc-roots.js';
+import { addIndirectRoot, addPermRoot, findAllRoots, type Roots } from './gc-roots.js';
 import { ensureLayout, storeLayout, type LocalStoreLocation, type StoreLayout } from './layout.js';
 import { lockPaths, type LockPathsOptions, type PathLocks } from './path-locks.js';
 import type { NewPathInfo, PathInfo } from './path-info.js';
@@ -391,6 +391,11 @@ export class LocalStore {
   addPermRoot(storePath: string, gcRoot: string): string {
     this.checkStorePath(storePath);
     return addPermRoot(this.layout, storePath, gcRoot);
+  }
+
+  /** All GC roots (store path -> where from), as `nix-store --gc --print-roots`. */
+  findRoots(opts: { runtime?: boolean } = {}): Roots {
+    return findAllRoots(this.layout, (p) => this.db.isValidPath(p), opts);
   }
 
   /** Locks logical store paths against other writers (drvbox or Nix). */
