@@ -10,7 +10,7 @@ import type { PlanHost, SandboxPathMapping } from '../../../backends/backend.js'
 import { createDarwinBackend } from '../../../backends/darwin/darwin-backend.js';
 import { chooseDarwinBuildDir } from '../../../backends/darwin/build-dir.js';
 import { darwinDoctorFacts, hostDarwinFacts } from '../../../backends/darwin/doctor.js';
-import type { DarwinBuildRequest } from '../../../backends/darwin/plan.js';
+import type { DarwinBuildRequest, DarwinSandboxSpec } from '../../../backends/darwin/plan.js';
 import { bindSysv, listSysvObjects } from '../../../backends/darwin/sysv-ipc.js';
 import { tempDir } from '../../helpers/tmp.js';
 import { HostPreconditionError } from '../../helpers/host.js';
@@ -87,7 +87,7 @@ function setup(t: Parameters<typeof tempDir>[0], name: string, script: string, o
 
 async function run(req: DarwinBuildRequest) {
   const b = createDarwinBackend();
-  const spec = b.plan(req, realHost);
+  const spec = b.plan(req, realHost) as DarwinSandboxSpec;
   const running = await b.start(spec);
   const [log, status] = await Promise.all([text(running.log), running.wait()]);
   await b.cleanup(spec);
@@ -140,6 +140,20 @@ describe('sandbox-exec builds (macOS)', () => {
     const r = await run(req);
     assert.match(r.log, /refused\n$/);
     assert.equal(lstatSync(join(out, 'e')).mode & 0o4000, 0);
+  });
+
+  test('a 5,000-path input closure is accepted by sandbox-exec (Nix issue 4119)', async (t) => {
+    requireDarwin();
+    const { root, out, req } = setup(t, 'big-closure', 'ls "$LAST" && echo ok > "$out"');
+    const inputs = Array.from({ length: 5000 }, (_, i) => storePath(`dep-${i}`, `dependency-number-${i}-1.0`).replace('/nix/store', join(root, 'store')));
+    for (const p of inputs) mkdirSync(p);
+    writeFileSync(join(inputs[4999]!, 'marker'), '');
+    const r = await run({ ...req, inputPaths: inputs, env: { ...req.env, LAST: inputs[4999]! } });
+    assert.ok(!/pattern serialization length/.test(r.log), r.log);
+    assert.deepEqual(r.status, { code: 0, signal: null }, r.log);
+    assert.equal(r.log, 'marker\n');
+    assert.equal(readFileSync(out, 'utf8'), 'ok\n');
+    assert.ok(r.spec.groups.length > 20);
   });
 
   test('kill() stops the build and everything it started', async (t) => {
