@@ -1174,6 +1174,9 @@ static int kill_user_mode(void) {
  * socket ("<token> <id> C" control, "<token> <id> L" log) and runs the build
  * as in one-shot mode, with the status and result lines on the control
  * connection ("P <monitor> <init>", "E ..." or "R", then "X ...").
+ * A frame with an empty request makes a spare monitor that connects at once
+ * and reads its request (u32 length, request) from the control connection
+ * later, which takes the fork and the connects off a build's start.
  */
 
 static int read_full(int fd, void *buf, size_t n) {
@@ -1231,6 +1234,16 @@ __attribute__((noreturn)) static void serve_one(uint64_t id, unsigned char *buf,
   close(log);
   server_ctl = ctl;
   status_fd = ctl;
+  if (len == 0) {
+    /* A spare monitor, connected ahead of time: its request comes on the
+     * control connection when a build needs it (or never: EOF). */
+    unsigned char hdr[4];
+    if (read_full(ctl, hdr, 4) < 0) _exit(0);
+    len = rd32(hdr);
+    if (len == 0 || len > MAX_REQUEST) die("request rejected: bad length %zu", len);
+    buf = malloc(len);
+    if (!buf || read_full(ctl, buf, len) < 0) _exit(1);
+  }
   memset(&R, 0, sizeof R);
   parse_request(buf, len);
   _exit(run_mode());
@@ -1249,7 +1262,7 @@ static int server_mode(void) {
     uint64_t id = (uint64_t)rd32(hdr + 4) | (uint64_t)rd32(hdr + 8) << 32;
     if (len > MAX_REQUEST) return 1;
     unsigned char *buf = malloc(len ? len : 1);
-    if (!buf || read_full(FD_REQUEST, buf, len) < 0) return 1;
+    if (!buf || (len && read_full(FD_REQUEST, buf, len) < 0)) return 1;
     if (first) {
       parse_request(buf, len);
       if (R.parent_pid && (uint64_t)getppid() != R.parent_pid) return 1;

@@ -10,13 +10,16 @@ import { PassThrough, type Readable, type Writable } from 'node:stream';
 import { encodeRequest, Mode, parseStatusLine, type StatusLine } from './protocol.js';
 import type { LauncherProcess } from './spawn.js';
 
-interface Pending {
+/** A monitor forked ahead of time, connecting or connected. */
+interface Spare {
+  id: number;
   control?: Socket;
   log?: PassThrough;
-  ready: (p: LauncherProcess) => void;
-  fail: (e: Error) => void;
-  got(): void;
+  logSock?: Socket;
 }
+
+/** How many connected spare monitors to keep (each ~1 MiB, idle). */
+const SPARES = 2;
 
 export class LauncherServer {
   private readonly child: ChildProcess;
@@ -24,7 +27,12 @@ export class LauncherServer {
   private readonly listener: Server;
   private readonly token = randomBytes(16).toString('hex');
   private readonly name = `drvbox-${process.pid}-${randomBytes(8).toString('hex')}`;
-  private readonly pending = new Map<number, Pending>();
+  /** Spares still connecting, by id. */
+  private readonly connecting = new Map<number, Spare>();
+  /** Connected spares, ready for a request. */
+  private readonly idle: Spare[] = [];
+  /** start() calls waiting for a spare. */
+  private readonly waiters: { take: (s: Spare) => void; fail: (e: Error) => void }[] = [];
   private nextId = 1;
   private active = 0;
   private dead: Error | null = null;
@@ -47,28 +55,63 @@ export class LauncherServer {
       while ((nl = buf.indexOf('\n')) >= 0) {
         const line = buf.slice(0, nl);
         buf = buf.slice(nl + 1);
+        // A spare could not connect back: nothing else will work either.
         const m = /^F (\d+) (.*)$/.exec(line);
-        const p = m && this.pending.get(Number(m[1]));
-        if (m && p) {
-          this.pending.delete(Number(m[1]));
-          p.fail(new Error(m[2]));
-        }
+        if (m) this.die(new Error(m[2]));
       }
     });
     ctl.on('error', () => {});
-    this.child.on('exit', (code, signal) => {
-      this.dead = new Error(`the launcher server exited (${code ?? signal})`);
-      for (const p of this.pending.values()) p.fail(this.dead);
-      this.pending.clear();
-      if (server === this) server = null;
-      this.listener.close();
-    });
+    this.child.on('exit', (code, signal) => this.die(new Error(`the launcher server exited (${code ?? signal})`)));
     this.child.on('error', (e) => {
       this.dead = e;
     });
     this.child.unref();
     ctl.unref();
     this.frames.write(frame(0, encodeRequest({ mode: Mode.RUN, parentPid: process.pid, socketName: this.name, token: this.token })));
+    this.replenish();
+  }
+
+  private die(e: Error): void {
+    if (this.dead) return;
+    this.dead = e;
+    for (const w of this.waiters.splice(0)) w.fail(e);
+    for (const s of [...this.idle.splice(0), ...this.connecting.values()]) {
+      s.control?.destroy();
+      s.logSock?.destroy();
+    }
+    this.connecting.clear();
+    if (server === this) server = null;
+    this.listener.close();
+    try {
+      this.child.kill('SIGKILL');
+    } catch {
+      // gone
+    }
+  }
+
+  /** Asks the zygote for spares until SPARES are connected or on the way. */
+  private replenish(): void {
+    if (this.dead) return;
+    while (this.idle.length + this.connecting.size < SPARES + this.waiters.length) {
+      const id = this.nextId++;
+      this.connecting.set(id, { id });
+      this.frames.write(frame(id, Buffer.alloc(0)));
+    }
+  }
+
+  private connected(s: Spare): void {
+    if (!s.control || !s.log) return;
+    this.connecting.delete(s.id);
+    s.control.unref();
+    s.logSock!.unref();
+    // A spare whose connection drops (e.g. killed) is simply forgotten.
+    s.control.once('close', () => {
+      const i = this.idle.indexOf(s);
+      if (i >= 0) this.idle.splice(i, 1);
+    });
+    const w = this.waiters.shift();
+    if (w) w.take(s);
+    else this.idle.push(s);
   }
 
   private accept(sock: Socket): void {
@@ -84,7 +127,7 @@ export class LauncherServer {
       sock.pause();
       const m = /^([0-9a-f]+) (\d+) ([CL])$/.exec(head.subarray(0, nl).toString('latin1'));
       const rest = head.subarray(nl + 1);
-      const p = m && m[1] === this.token ? this.pending.get(Number(m[2])) : undefined;
+      const p = m && m[1] === this.token ? this.connecting.get(Number(m[2])) : undefined;
       if (!m || !p) {
         sock.destroy();
         return;
@@ -97,35 +140,38 @@ export class LauncherServer {
         if (rest.length) pass.write(rest);
         sock.pipe(pass);
         p.log = pass;
+        p.logSock = sock;
       }
-      p.got();
+      this.connected(p);
     };
     sock.on('data', onData);
     sock.on('error', () => {});
   }
 
-  /** Starts one build from a RUN request; resolves once both channels are up. */
+  /** Starts one build from a RUN request on a spare monitor. */
   async start(request: Buffer): Promise<LauncherProcess> {
     if (this.dead) throw this.dead;
-    await this.listening;
-    const id = this.nextId++;
     this.hold();
-    return new Promise<LauncherProcess>((resolve, reject) => {
-      const p: Pending = {
-        ready: resolve,
-        fail: (e) => {
-          this.release();
-          reject(e);
-        },
-        got: () => {
-          if (!p.control || !p.log) return;
-          this.pending.delete(id);
-          resolve(this.wrap(p.control, p.log));
-        },
-      };
-      this.pending.set(id, p);
-      this.frames.write(frame(id, request));
-    });
+    try {
+      let spare = this.idle.shift();
+      if (!spare) {
+        await this.listening;
+        spare = await new Promise<Spare>((take, fail) => {
+          this.waiters.push({ take, fail });
+          this.replenish();
+        });
+      }
+      this.replenish();
+      const len = Buffer.allocUnsafe(4);
+      len.writeUInt32LE(request.length, 0);
+      spare.control!.ref();
+      spare.logSock!.ref();
+      spare.control!.write(Buffer.concat([len, request]));
+      return this.wrap(spare.control!, spare.log!);
+    } catch (e) {
+      this.release();
+      throw e;
+    }
   }
 
   /** Keeps node alive while builds are pending or running, not otherwise. */
@@ -143,6 +189,7 @@ export class LauncherServer {
     }
   }
 
+  /** Build channels: statuses until exec, then the result; releases the hold on close. */
   private wrap(control: Socket, log: PassThrough): LauncherProcess {
     let text = '';
     let statusDone = false;
