@@ -4,6 +4,7 @@
 import type { CAC } from 'cac';
 import { UsageError } from '../errors.js';
 import type { CliContext } from './context.js';
+import { act } from './store.js';
 
 interface HashOpts {
   type: string;
@@ -58,6 +59,6 @@ export function register(cli: CAC, ctx: () => CliContext): void {
       .option('--base32', "Print the bare digest in Nix's base-32")
       .option('--base64', 'Print the bare digest in base-64')
       .option('--sri', 'Print <type>-<base64> (the default)')
-      .action((path: string, opts: HashOpts) => run(ctx(), kind, path, opts));
+      .action(act(`hash ${kind}`, (path: string, opts: HashOpts) => run(ctx(), kind, path, opts)));
   }
 }

@@ -3,6 +3,7 @@
 import type { CAC } from 'cac';
 import { UsageError } from '../errors.js';
 import type { CliContext } from './context.js';
+import { act } from './store.js';
 
 export function register(cli: CAC, ctx: () => CliContext): void {
   cli
@@ -11,7 +12,7 @@ export function register(cli: CAC, ctx: () => CliContext): void {
     .option('-r, --recursive', 'Apply to the closure of the given paths')
     .option('-s, --size', 'Print the NAR size of each path')
     .option('-S, --closure-size', 'Print the sum of the NAR sizes of the closure of each path')
-    .action(async (paths: string[], opts: { json?: boolean; recursive?: boolean; size?: boolean; closureSize?: boolean }) => {
+    .action(act('path-info', async (paths: string[], opts: { json?: boolean; recursive?: boolean; size?: boolean; closureSize?: boolean }) => {
       const c = ctx();
       const { fixKebabBooleans } = await import('./store.js');
       fixKebabBooleans(opts as Record<string, unknown>, ['closureSize'], paths);
@@ -49,5 +50,5 @@ export function register(cli: CAC, ctx: () => CliContext): void {
         c.out(line);
       }
       return 0;
-    });
+    }));
 }

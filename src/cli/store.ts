@@ -32,6 +32,21 @@ export async function* stdinChunks(): AsyncGenerator<Uint8Array> {
   }
 }
 
+/** Runs a command body; raw errno errors become one-line typed errors naming the command. */
+export async function guard(what: string, body: () => Promise<number>): Promise<number> {
+  try {
+    return await body();
+  } catch (e) {
+    const { asStoreIoError } = await import('../store/errors.js');
+    throw asStoreIoError(e, what);
+  }
+}
+
+/** Wraps an action so that raw errno errors come out as typed one-line errors. */
+export function act<A extends any[]>(what: string, fn: (...args: A) => Promise<number>): (...args: A) => Promise<number> {
+  return (...args: A) => guard(what, () => fn(...args));
+}
+
 /** Writes chunks to stdout, honouring back-pressure. */
 export async function writeStdout(chunks: AsyncIterable<Uint8Array>): Promise<void> {
   const out = process.stdout;
@@ -72,7 +87,7 @@ export function register(cli: CAC, ctx: () => CliContext): void {
     .option('--type <algo>', 'Hash algorithm of the content address for nar/flat: md5, sha1, sha256 or sha512', { default: 'sha256' })
     .option('--reference <path>', 'A store path the new path refers to (text, and nar with sha256; repeatable)')
     .option('--repair', 'Rewrite the contents even when the path is already valid')
-    .action(async (path: string, opts: { name?: string; mode: string; type: string; reference?: unknown; repair?: boolean }) => {
+    .action(act('store add', async (path: string, opts: { name?: string; mode: string; type: string; reference?: unknown; repair?: boolean }) => {
       const c = ctx();
       const mode = opts.mode;
       if (mode !== 'nar' && mode !== 'flat' && mode !== 'text') {
@@ -94,22 +109,22 @@ export function register(cli: CAC, ctx: () => CliContext): void {
       });
       c.out(sp);
       return 0;
-    });
+    }));
 
   cli
     .command('store import', 'Import a nix-store --export stream from stdin; prints the imported paths (all or nothing)')
-    .action(async () => {
+    .action(act('store import', async () => {
       const c = ctx();
       const store = await c.openStore();
       const { importPaths } = await import('../store/import.js');
       const res = await importPaths(store, stdinChunks());
       for (const p of res.paths) c.out(p);
       return 0;
-    });
+    }));
 
   cli
     .command('store export [...paths]', 'Write the given valid paths (not their closure) to stdout as a nix-store --export stream, references first')
-    .action(async (paths: string[]) => {
+    .action(act('store export', async (paths: string[]) => {
       const c = ctx();
       if (paths.length === 0) throw new UsageError("'store export' needs at least one path");
       const store = await c.openStore();
@@ -118,7 +133,7 @@ export function register(cli: CAC, ctx: () => CliContext): void {
       const { exportPaths } = await import('../store/export.js');
       await writeStdout(exportPaths(store, sps));
       return 0;
-    });
+    }));
 
   cli
     .command('store query [...paths]', 'Query the database about store paths (one query flag; default --outputs)')
@@ -128,7 +143,7 @@ export function register(cli: CAC, ctx: () => CliContext): void {
     .option('--include-outputs', 'With --requisites: also the outputs of derivations in the closure')
     .option('--deriver', "The deriver of each path ('unknown-deriver' when none)")
     .option('--outputs', 'For a .drv, its output paths; for any other path, the path itself')
-    .action(
+    .action(act('store query',
       async (
         paths: string[],
         opts: { references?: boolean; referrers?: boolean; requisites?: boolean; deriver?: boolean; outputs?: boolean; includeOutputs?: boolean },
@@ -171,13 +186,13 @@ export function register(cli: CAC, ctx: () => CliContext): void {
         for (const p of store.topoSortPaths(set).reverse()) c.out(p);
         return 0;
       },
-    );
+    ));
 
   cli
     .command('store verify', 'Check that every valid path exists (and with --check-contents, has its registered hash); prints problems, exit 1 if any remain')
     .option('--check-contents', 'Recompute the NAR hash of every valid path')
     .option('--repair', 'Fix what can be fixed: unregister vanished paths, fill in missing hashes and sizes, drop corrupt .links entries')
-    .action(async (opts: { checkContents?: boolean; repair?: boolean }) => {
+    .action(act('store verify', async (opts: { checkContents?: boolean; repair?: boolean }) => {
       const c = ctx();
       const extra: string[] = [];
       fixKebabBooleans(opts as Record<string, unknown>, ['checkContents'], extra);
@@ -195,14 +210,14 @@ export function register(cli: CAC, ctx: () => CliContext): void {
         return 1;
       }
       return 0;
-    });
+    }));
 
   cli
     .command('store gc', 'Delete store paths not reachable from a GC root, a temp root of a live process, or a running program; prints them and the bytes freed')
     .option('--dry-run', 'Only print what would be deleted')
     .option('--max-freed <bytes>', 'Stop after freeing this many bytes')
     .option('--no-runtime-roots', 'Do not scan running processes for store paths they use')
-    .action(async (opts: { dryRun?: boolean; maxFreed?: string; runtimeRoots?: boolean }) => {
+    .action(act('store gc', async (opts: { dryRun?: boolean; maxFreed?: string; runtimeRoots?: boolean }) => {
       const c = ctx();
       const extra: string[] = [];
       fixKebabBooleans(opts as Record<string, unknown>, ['dryRun'], extra);
@@ -227,11 +242,11 @@ export function register(cli: CAC, ctx: () => CliContext): void {
           : `${res.paths.length} store paths deleted, ${formatBytes(res.bytesFreed)} freed`,
       );
       return 0;
-    });
+    }));
 
   cli
     .command('store dump <path>', 'Write the NAR serialisation of PATH to stdout (a store path or any file-system path)')
-    .action(async (path: string) => {
+    .action(act('store dump', async (path: string) => {
       const c = ctx();
       const { resolve } = await import('node:path');
       let real = resolve(c.cwd, path);
@@ -251,11 +266,11 @@ export function register(cli: CAC, ctx: () => CliContext): void {
       }
       await writeStdout(dumpPath(real));
       return 0;
-    });
+    }));
 
   cli
     .command('store restore <path>', 'Read a NAR from stdin and materialise it at PATH (which must not exist)')
-    .action(async (path: string) => {
+    .action(act('store restore', async (path: string) => {
       const c = ctx();
       const { resolve } = await import('node:path');
       const { existsSync, lstatSync } = await import('node:fs');
@@ -274,5 +289,5 @@ export function register(cli: CAC, ctx: () => CliContext): void {
       const { restoreNar } = await import('../store/nar-fs.js');
       await restoreNar(target, stdinChunks());
       return 0;
-    });
+    }));
 }

@@ -42,3 +42,14 @@ export class BadDerivationOutputs extends defineError('BadDerivationOutputs', 'E
 export class PathModified extends defineError('PathModified', 'E_PATH_MODIFIED') {}
 /** The target of `store restore` already exists. */
 export class RestoreTargetExists extends defineError('RestoreTargetExists', 'E_RESTORE_TARGET_EXISTS') {}
+/** A file-system call failed (permission, disk full, ...); the message names the file and the errno. */
+export class StoreIoError extends defineError('StoreIoError', 'E_STORE_IO') {}
+
+/** Turns a raw Node errno error into a StoreIoError (other errors pass through). */
+export function asStoreIoError(e: unknown, doing: string): unknown {
+  const err = e as NodeJS.ErrnoException;
+  if (err instanceof Error && typeof err.code === 'string' && /^E[A-Z0-9]+$/.test(err.code) && !('fields' in err)) {
+    return new StoreIoError(`${doing}: ${err.message}`, { errno: err.code, path: err.path ?? null }, { cause: e });
+  }
+  return e;
+}

@@ -45,5 +45,8 @@ describe('drvbox hash', () => {
     assert.equal(dx('/unused', ['hash', 'path', '--base16', '--base32', dir]).stderr, 'error: --base16 and --base32 conflict (give one)\n');
     assert.equal(dx('/unused', ['hash', 'file', join(dir, 'nope')]).stderr, `error: cannot hash '${join(dir, 'nope')}': it does not exist\n`);
     assert.ok(dx('/unused', ['hash', 'path', '--help']).out.includes('--base32'));
+    const r2 = dx('/unused', ['hash', 'file', dir]);
+    assert.equal(r2.status, 1);
+    assert.equal(r2.stderr, 'error: hash file: EISDIR: illegal operation on a directory, read\n', 'a raw errno error comes out typed, on one line');
   });
 });
