@@ -37,7 +37,9 @@ export interface DarwinPlanOptions {
   /**
    * Planning for `explain` only: a diverted store (e.g. a chroot-style store
    * on Linux) is described instead of refused, store paths being looked up
-   * under realStoreDir.
+   * under realStoreDir; mapped sandbox paths are left out and, on a host
+   * other than macOS, missing required paths are shown as directories, each
+   * with a note.
    */
   explainOnly?: boolean;
 }
@@ -236,6 +238,10 @@ export function planDarwin(req: DarwinBuildRequest, host: PlanHost, opts: Darwin
       throw new DarwinBadSandboxPath(`derivation '${drv}': sandbox path '${m.target}=${m.source}' is not absolute`, { drvPath: drv, target: m.target, source: m.source });
     }
     if (canonPath(m.target) !== canonPath(m.source)) {
+      if (opts.explainOnly) {
+        notes.push(`sandbox path '${m.target}=${m.source}' left out: a macOS build refuses paths mapped to another name`);
+        continue;
+      }
       throw new DarwinMappedPathMismatch(
         `derivation '${drv}': cannot map '${m.target}' to '${m.source}': macOS has no way to show a path under another name; use '${m.source}' alone`,
         { drvPath: drv, target: m.target, source: m.source },
@@ -274,6 +280,13 @@ export function planDarwin(req: DarwinBuildRequest, host: PlanHost, opts: Darwin
     if (kind === 'missing') {
       if (e.optional) {
         skipped.push(e.path);
+        continue;
+      }
+      if (opts.explainOnly && host.platform !== 'darwin') {
+        // Explaining elsewhere: macOS paths are not here to lstat.
+        notes.push(`'${e.path}' does not exist on this ${host.platform} host; shown as a directory`);
+        allowed.push({ kind: 'subpath', path: e.path });
+        if (e.origin !== 'input') for (const a of parentsOf(e.path)) ancestry.add(a);
         continue;
       }
       throw new DarwinRequiredPathMissing(`derivation '${drv}': ${e.origin === 'input' ? 'input path' : 'sandbox path'} '${e.path}' does not exist`, {

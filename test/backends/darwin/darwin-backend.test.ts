@@ -50,6 +50,23 @@ describe('darwin backend', () => {
     assert.ok(host.lstatCalls.includes(real + BASH.slice('/nix/store'.length)));
   });
 
+  test('explain elsewhere: mapped and missing macOS paths become notes instead of errors', () => {
+    const host = { ...fakeHost(BASE_PATHS), platform: 'linux' as const };
+    const text = explainDarwinBuild(
+      request({
+        sandboxPaths: [
+          { target: '/bin/sh', source: '/usr/bin/busybox', optional: false },
+          { target: '/System/Library/Frameworks', source: '/System/Library/Frameworks', optional: false },
+        ],
+      }),
+      host,
+    );
+    assert.ok(text.includes("note: sandbox path '/bin/sh=/usr/bin/busybox' left out: a macOS build refuses paths mapped to another name"));
+    assert.ok(text.includes("note: '/System/Library/Frameworks' does not exist on this linux host; shown as a directory"));
+    assert.ok(text.includes('\t(subpath "/System/Library/Frameworks")'));
+    assert.throws(() => createDarwinBackend().plan(request({ sandboxPaths: [{ target: '/bin/sh', source: '/usr/bin/busybox', optional: false }] }), host), /cannot map/);
+  });
+
   test('addPath is refused with the reason; foreign specs are refused', async () => {
     const b = createDarwinBackend();
     const spec = b.plan(request(), fakeHost(BASE_PATHS));
