@@ -14,6 +14,7 @@ import {
   PathInUse,
   RealisationConflict,
   ReferenceNotValid,
+  StoreLayoutError,
   UnsupportedSchema,
 } from './errors.js';
 import type { StoreLayout } from './layout.js';
@@ -137,20 +138,26 @@ export class StoreDb {
   }
 
   private static connect(layout: StoreLayout, opts: OpenDbOptions, create: boolean): Db {
-    const db = new Database(layout.dbPath, {
-      fileMustExist: !create,
-      readonly: opts.readonly ?? false,
-      // Nix waits up to an hour for a busy database; so do we.
-      timeout: 60 * 60 * 1000,
-    });
-    db.pragma('foreign_keys = 1');
-    if (!opts.readonly) {
-      db.pragma(`synchronous = ${opts.fsync ? 'normal' : 'off'}`);
-      const mode = db.pragma('main.journal_mode', { simple: true }) as string;
-      if (mode !== 'wal') db.pragma('main.journal_mode = wal');
-      db.pragma('wal_autocheckpoint = 40000');
+    let db: Db | null = null;
+    try {
+      db = new Database(layout.dbPath, {
+        fileMustExist: !create,
+        readonly: opts.readonly ?? false,
+        // Nix waits up to an hour for a busy database; so do we.
+        timeout: 60 * 60 * 1000,
+      });
+      db.pragma('foreign_keys = 1');
+      if (!opts.readonly) {
+        db.pragma(`synchronous = ${opts.fsync ? 'normal' : 'off'}`);
+        const mode = db.pragma('main.journal_mode', { simple: true }) as string;
+        if (mode !== 'wal') db.pragma('main.journal_mode = wal');
+        db.pragma('wal_autocheckpoint = 40000');
+      }
+      return db;
+    } catch (e) {
+      db?.close();
+      throw new StoreLayoutError(`cannot open the store database '${layout.dbPath}': ${(e as Error).message}`, { path: layout.dbPath }, { cause: e });
     }
-    return db;
   }
 
   private ensureCaSchema(path: string): void {
