@@ -1,5 +1,5 @@
 // The Linux namespace backend: plan (pure), explain, probe, start, addPath.
-import { lstatSync, realpathSync } from 'node:fs';
+import { existsSync, lstatSync, realpathSync } from 'node:fs';
 import type {
   Backend,
   BackendCapabilities,
@@ -26,9 +26,14 @@ export { probeLinux } from './probe.js';
 export { LinuxRunningBuild, sealOutputs, killBuildUser, launcherRequest } from './run.js';
 export * from './errors.js';
 
-/** PlanHost backed by this machine's file system. */
-export function localPlanHost(): LinuxPlanHost {
+/**
+ * PlanHost backed by this machine's file system. `systemFeatures`: the
+ * `system-features` setting; by default Nix's rule for kvm (offered when
+ * /dev/kvm exists).
+ */
+export function localPlanHost(systemFeatures?: readonly string[]): LinuxPlanHost {
   return {
+    systemFeatures: systemFeatures ?? (existsSync('/dev/kvm') ? ['kvm'] : []),
     lstat(p) {
       try {
         const st = lstatSync(p);

@@ -40,7 +40,7 @@ export interface LinuxPlanHost extends PlanHost {
   /** Caller's uid/gid (default: this process). */
   uid?: number;
   gid?: number;
-  /** System features of this host (for `kvm`). */
+  /** The host's `system-features` (Nix binds /dev/kvm whenever they include `kvm`). */
   systemFeatures?: readonly string[];
 }
 
@@ -280,7 +280,8 @@ export function planLinux(req: BuildRequest, host: LinuxPlanHost): LinuxSandboxS
   if (!hostDev) {
     ops.push({ op: 'mkdir', path: '/dev', mode: 0o755 });
     const devs = ['/dev/full'];
-    if ((host.systemFeatures ?? []).includes('kvm') && req.requiredSystemFeatures.includes('kvm') && host.lstat('/dev/kvm') !== 'missing') {
+    // As Nix: the host offering `kvm` is enough, the derivation need not ask.
+    if ((host.systemFeatures ?? []).includes('kvm') && host.lstat('/dev/kvm') !== 'missing') {
       devs.push('/dev/kvm');
     }
     devs.push('/dev/null', '/dev/random', '/dev/tty', '/dev/urandom', '/dev/zero');

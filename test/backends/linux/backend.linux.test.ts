@@ -64,7 +64,7 @@ describe('linux backend: what the builder sees', () => {
     assert.equal(
       r.log,
       'bin\nbuild\ndev\netc\nnix\nproc\ntmp\n' +
-        'fd\nfull\nnull\nptmx\npts\nrandom\nshm\nstderr\nstdin\nstdout\ntty\nurandom\nzero\n' +
+        `fd\nfull\n${existsSync('/dev/kvm') ? 'kvm\n' : ''}null\nptmx\npts\nrandom\nshm\nstderr\nstdin\nstdout\ntty\nurandom\nzero\n` +
         '1777 /tmp\n1775 /nix/store\n555 /etc\n700 /build\n',
     );
   });
