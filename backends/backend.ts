@@ -81,6 +81,10 @@ export interface BuildRequest {
   /** darwin: __darwinAllowLocalNetworking */
   allowLocalNetworking: boolean;
   sandboxMode: SandboxMode;
+  /** __noChroot (honoured in relaxed mode only). */
+  noChroot?: boolean;
+  /** The host's temp dir (darwin: _GLOBAL_TMP_DIR); the caller's TMPDIR. */
+  globalTmpDir?: string;
   settings: BackendSettings;
   buildUser: BuildUser | null;
   /** Host path of the recursive-build daemon socket, when there is one. */
