@@ -33,6 +33,14 @@ describe('canonicalise', () => {
     assert.throws(() => canonicalisePathMetaData(d), (e: unknown) => (e as { code?: string }).code === 'E_UNSUPPORTED_FILE_TYPE' && (e as Error).message.includes(join(d, 'pipe')));
   });
 
+  test('with fromUid, a file owned by anyone else is refused (any user)', (t) => {
+    const d = join(tempDir(t), 'out');
+    mkdirSync(d);
+    writeFileSync(join(d, 'f'), 'x');
+    const me = process.getuid?.() ?? 0;
+    assert.throws(() => canonicalisePathMetaData(d, { fromUid: me + 1 }), (e: unknown) => e instanceof InvalidOwnership && e.message === `invalid ownership on file '${d}' (owner ${me}, expected ${me + 1})`);
+  });
+
   test('as root: files are chowned to us; with fromUid a foreign file is refused, a hard link to an owned one is not', (t) => {
     if (process.getuid?.() !== 0) throw new Error('cannot run on this host: needs root (chown)');
     const d = join(tempDir(t), 'out');
