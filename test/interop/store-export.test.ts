@@ -35,6 +35,12 @@ describe('export streams between Nix and drvbox', () => {
     const ours = dx(root, ['store', 'export', ...closure]);
     assert.equal(ours.status, 0, ours.stderr);
     assert.ok(Buffer.compare(ours.stdout, stream) === 0, 'drvbox store export == nix-store --export');
+    // ...and back into a fresh Nix store, which verifies it.
+    const back = nixOracle(join(dir, 'back'));
+    assert.deepEqual(lines(back.run('nix-store', ['--import'], { input: ours.stdout }).stdout.toString()), closure);
+    const v = back.run('nix-store', ['--verify', '--check-contents'], { allowFail: true });
+    assert.equal(v.status, 0, v.stderr);
+    assert.deepEqual(lines(back.run('nix-store', ['-qR', top]).stdout.toString()), closure);
   });
 
   test('drvbox export (of paths drvbox added) imports into a fresh Nix store, which verifies', () => {
