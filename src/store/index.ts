@@ -32,6 +32,6 @@ export {
   type Roots,
 } from './gc-roots.js';
 export { topoSort, closure } from './closure.js';
-export { optimisePath } from './optimise.js';
+export { optimisePath, optimiseStore, type OptimiseStats } from './optimise.js';
 export { deletePath } from './fs-util.js';
 export * from './errors.js';

@@ -77,3 +77,17 @@ export async function optimisePath(store: LocalStore, realPath: string, stats: O
   }
   return stats;
 }
+
+/** Optimises every valid path (`nix-store --optimise`). */
+export async function optimiseStore(store: LocalStore): Promise<OptimiseStats> {
+  const stats: OptimiseStats = { filesLinked: 0, bytesFreed: 0 };
+  for (const p of store.queryAllValidPaths()) {
+    const locks = await store.lockPaths([p]);
+    try {
+      if (store.isValidPath(p)) await optimisePath(store, store.toRealPath(p), stats);
+    } finally {
+      locks?.release();
+    }
+  }
+  return stats;
+}
