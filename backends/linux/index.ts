@@ -24,6 +24,7 @@ export { seccompPolicy, compileSeccomp, describeRule } from './seccomp.js';
 export { explainLinux } from './explain.js';
 export { probeLinux } from './probe.js';
 export { LinuxRunningBuild, sealOutputs, killBuildUser, launcherRequest } from './run.js';
+export { apparmorProfile } from './apparmor.js';
 export * from './errors.js';
 
 /**

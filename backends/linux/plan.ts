@@ -353,6 +353,8 @@ export function planLinux(req: BuildRequest, host: LinuxPlanHost): LinuxSandboxS
   };
   let cloneFlags = CloneFlag.NEWUSER | CloneFlag.NEWNS | CloneFlag.NEWPID | CloneFlag.NEWIPC | CloneFlag.NEWUTS;
   if (namespaces.net) cloneFlags |= CloneFlag.NEWNET;
+  // The cgroup namespace is entered by the init after the monitor moved it
+  // into the build's cgroup (not a clone flag: the move comes first).
 
   const env: [string, string][] = Object.entries(req.env);
   return {

@@ -19,9 +19,10 @@ function readSysctl(path: string): string | null {
 }
 
 const APPARMOR_FIX =
-  'install the AppArmor profile shipped in backends/linux/apparmor/ (see its README: ' +
-  'copy drvbox-launcher to /etc/apparmor.d/ with the launcher path filled in and run ' +
-  "'apparmor_parser -r /etc/apparmor.d/drvbox-launcher'), or build with '--sandbox false'";
+  "AppArmor restricts user namespaces here: install drvbox's launcher profile (its text, with this launcher's path, is " +
+  "apparmorProfile() / backends/linux/apparmor/) as /etc/apparmor.d/drvbox-launcher and run " +
+  "'apparmor_parser -r /etc/apparmor.d/drvbox-launcher'; or 'sysctl -w kernel.apparmor_restrict_unprivileged_userns=0'; " +
+  "or build with '--sandbox false'";
 
 /** Turns the first failing probe step into a check with a fix. */
 export function adviceFor(step: string, errno: number, message: string, sysctls: Record<string, string | null>): ProbeCheck {

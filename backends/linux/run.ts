@@ -13,6 +13,7 @@ import { encodeRequest, Mode, OpCode, OpFlag, parseResultLine, type LauncherRequ
 import { compileSeccomp } from './seccomp.js';
 import { spawnLauncher, type LauncherProcess } from './spawn.js';
 import { launcherServer } from './server.js';
+import { cgroupUsage, createBuildCgroup, destroyCgroup, killCgroup } from './cgroup.js';
 
 const signalNames = new Map<number, NodeJS.Signals>(
   Object.entries(osConstants.signals).map(([name, num]) => [num, name as NodeJS.Signals]),
@@ -62,7 +63,7 @@ export function wireOps(ops: readonly SandboxOp[]): WireOp[] {
 }
 
 /** The launcher request for one build (exported for tests and the bench). */
-export function launcherRequest(spec: LinuxSandboxSpec, seccomp: Buffer | null): LauncherRequest {
+export function launcherRequest(spec: LinuxSandboxSpec, seccomp: Buffer | null, cgroup?: string): LauncherRequest {
   return {
     mode: Mode.RUN,
     cloneFlags: spec.cloneFlags,
@@ -86,7 +87,7 @@ export function launcherRequest(spec: LinuxSandboxSpec, seccomp: Buffer | null):
     argv: spec.argv,
     env: spec.env,
     dropGroups: spec.dropSupplementaryGroups,
-    newCgroup: false,
+    ...(cgroup ? { cgroup, newCgroup: true } : {}),
     umask: 0o022,
   };
 }
@@ -161,6 +162,8 @@ export class LinuxRunningBuild implements RunningBuild {
     private readonly spec: LinuxSandboxSpec,
     private readonly proc: LauncherProcess,
     sandboxPid: number,
+    /** The build's cgroup directory (use-cgroups), or null. */
+    readonly cgroup: string | null = null,
   ) {
     this.pid = proc.pid;
     this.log = proc.log!;
@@ -173,6 +176,10 @@ export class LinuxRunningBuild implements RunningBuild {
       const [text] = await Promise.all([this.proc.result, this.proc.exited]);
       const r = parseResultLine(text);
       if (r) this.resourceUsage = { cpuUserMs: r.cpuUserUs / 1000, cpuSystemMs: r.cpuSystemUs / 1000 };
+      if (this.cgroup) {
+        this.resourceUsage = cgroupUsage(this.cgroup) ?? this.resourceUsage;
+        await destroyCgroup(this.cgroup);
+      }
       const status: ExitStatus = r
         ? { code: r.code, signal: r.signal ? (signalNames.get(r.signal) ?? 'SIGKILL') : null }
         : { code: null, signal: 'SIGKILL' }; // the monitor itself was killed
@@ -190,6 +197,7 @@ export class LinuxRunningBuild implements RunningBuild {
     this.killed ??= (async () => {
       const proc = this.proc;
       if (proc.alive()) {
+        if (this.cgroup) killCgroup(this.cgroup);
         proc.kill('SIGTERM'); // the monitor SIGKILLs the sandbox's init
         // PDEATHSIG takes the init with the monitor if it does not answer.
         const timer = setTimeout(() => proc.kill('SIGKILL'), KILL_GRACE_MS);
@@ -247,7 +255,8 @@ export class LinuxRunningBuild implements RunningBuild {
 export async function startLinux(spec: LinuxSandboxSpec): Promise<LinuxRunningBuild> {
   const launcher = requireLauncher();
   const bpf = spec.seccomp ? compileSeccomp(spec.seccomp).bpf : null;
-  const request = encodeRequest(launcherRequest(spec, bpf), `derivation '${spec.request.drvPath}'`);
+  const cgroup = spec.namespaces.cgroup ? createBuildCgroup(spec.request.drvPath) : null;
+  const request = encodeRequest(launcherRequest(spec, bpf, cgroup ?? undefined), `derivation '${spec.request.drvPath}'`);
   prepareChroot(spec);
   // DRVBOX_LAUNCHER_ONESHOT=1: one launcher process per build (no server).
   const oneShot = process.env.DRVBOX_LAUNCHER_ONESHOT === '1';
@@ -258,6 +267,7 @@ export async function startLinux(spec: LinuxSandboxSpec): Promise<LinuxRunningBu
   if (err || !pidLine || pidLine.kind !== 'pid') {
     proc.log?.resume();
     const exit = await proc.exited;
+    if (cgroup) await destroyCgroup(cgroup);
     const message =
       err && err.kind === 'error'
         ? err.message
@@ -267,7 +277,7 @@ export async function startLinux(spec: LinuxSandboxSpec): Promise<LinuxRunningBu
       { drvPath: spec.request.drvPath, detail: message },
     );
   }
-  return new LinuxRunningBuild(spec, proc, pidLine.pid);
+  return new LinuxRunningBuild(spec, proc, pidLine.pid, cgroup);
 }
 
 /**

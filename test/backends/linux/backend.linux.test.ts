@@ -20,7 +20,7 @@ import { requireLauncher } from '../../../backends/linux/launcher-path.js';
 import { encodeRequest, Mode } from '../../../backends/linux/protocol.js';
 import { spawnLauncher } from '../../../backends/linux/spawn.js';
 import { removeTree } from '../../helpers/tmp.js';
-import { requireLinux } from '../../helpers/host.js';
+import { requireLinux, requireRoot } from '../../helpers/host.js';
 import { escapeTools, processesMatching } from '../../security/harness.js';
 import { BUSYBOX, makeFixture, OUT, runBuild, STORE, type Fixture } from './fixture.js';
 
@@ -307,6 +307,39 @@ describe('linux backend: failures before the builder runs', () => {
     const p = spawnLauncher(requireLauncher(), bad, false);
     const [lines] = await Promise.all([p.status, p.exited]);
     assert.deepEqual(lines, [{ kind: 'error', message: 'request rejected: argument contains a NUL byte' }]);
+  });
+});
+
+describe('linux backend: use-cgroups', () => {
+  test('the build runs in its own cgroup (namespaced), reports its CPU time, and the cgroup is removed', async (t) => {
+    requireRoot('creates cgroups');
+    const fx = fixture(t);
+    const settings = { ...fx.request('').settings, useCgroups: true };
+    let cgroup: string | null = null;
+    const r = await runBuild(fx.request('B=/bin/busybox; $B grep "^0::" /proc/self/cgroup; i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done', { sandboxPaths: BB, settings }), (b) => {
+      cgroup = b.cgroup;
+      assert.ok(cgroup && existsSync(`${cgroup}/cgroup.procs`), `cgroup ${cgroup}`);
+      assert.equal(readFileSync(`${cgroup}/cgroup.procs`, 'utf8').trim().split('\n').includes(String(b.sandboxPid)), true);
+    });
+    assert.equal(r.log, '0::/\n');
+    assert.match(cgroup!, /\/drvbox-build-\d+-\d+$/);
+    assert.equal(existsSync(cgroup!), false);
+  });
+
+  test('kill() with a cgroup leaves nothing, and usage() comes from cpu.stat', async (t) => {
+    requireRoot('creates cgroups');
+    const fx = fixture(t);
+    const n = 600000 + Math.floor(Math.random() * 99999);
+    const settings = { ...fx.request('').settings, useCgroups: true };
+    const spec = linuxBackend.plan(fx.request(`B=/bin/busybox; $B ln -s $B /tmp/sleep; ($B setsid /tmp/sleep ${n} &); /tmp/sleep ${n}`, { sandboxPaths: BB, settings }), localPlanHost());
+    const b = (await linuxBackend.start(spec)) as LinuxRunningBuild;
+    b.log.resume();
+    await sleep(200);
+    await b.kill();
+    assert.deepEqual(await b.wait(), { code: null, signal: 'SIGKILL' });
+    assert.deepEqual(processesMatching(`sleep ${n}`), []);
+    assert.equal(existsSync(b.cgroup!), false);
+    assert.notEqual(b.usage(), null);
   });
 });
 
