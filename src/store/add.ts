@@ -18,7 +18,7 @@ import { parseContentAddress, renderContentAddress, type ContentAddress } from '
 import { BadAddSource, ContentAddressMismatch, NarHashMismatch, NarSizeMismatch } from './errors.js';
 import { installStaged, makeTempStorePath, NarBytesSink, NarEventSink, type TempStorePath } from './ingest.js';
 import type { LocalStore } from './local-store.js';
-import { dumpPath, hashFile, hashPath, readFileChunks } from './nar-fs.js';
+import { hashFile, hashPath, readFileChunks, streamNar } from './nar-fs.js';
 import type { NewPathInfo } from './path-info.js';
 
 export type AddMethod = 'recursive' | 'flat' | 'text';
@@ -130,7 +130,8 @@ export async function addPathToStore(store: LocalStore, src: string, opts: AddPa
   return withTemp(store, async (temp) => {
     const sink = new NarBytesSink(temp.real, [algo]);
     try {
-      for await (const chunk of dumpPath(src)) sink.push(chunk);
+      // Reused chunks, consumed synchronously: the peak RSS stays flat.
+      await streamNar(src, (chunk) => sink.push(chunk));
     } catch (e) {
       sink.abort();
       throw e;
