@@ -37,6 +37,8 @@ export async function guard(what: string, body: () => Promise<number>): Promise<
   try {
     return await body();
   } catch (e) {
+    // The reader of stdout went away (`| head`): stop quietly, like SIGPIPE would.
+    if ((e as NodeJS.ErrnoException).code === 'EPIPE') return 0;
     const { asStoreIoError } = await import('../store/errors.js');
     throw asStoreIoError(e, what);
   }
@@ -130,8 +132,8 @@ export function register(cli: CAC, ctx: () => CliContext): void {
       const store = await c.openStore();
       const sps = paths.map((p) => store.followLinksToStorePath(p, c.cwd));
       for (const p of sps) store.requirePathInfo(p);
-      const { exportPaths } = await import('../store/export.js');
-      await writeStdout(exportPaths(store, sps));
+      const { exportPathsToFd } = await import('../store/export.js');
+      await exportPathsToFd(store, sps, 1);
       return 0;
     }));
 
@@ -257,14 +259,15 @@ export function register(cli: CAC, ctx: () => CliContext): void {
           real = loc.realStoreDir + real.slice(loc.storeDir.length);
         }
       }
-      const { dumpPath } = await import('../store/nar-fs.js');
+      const { streamNar } = await import('../store/nar-fs.js');
+      const { writeAllSync } = await import('../store/export.js');
       const { lstatSync } = await import('node:fs');
       try {
         lstatSync(real);
       } catch {
         throw new UsageError(`cannot dump '${path}': it does not exist`);
       }
-      await writeStdout(dumpPath(real));
+      await streamNar(real, (chunk) => writeAllSync(1, chunk));
       return 0;
     }));
 
