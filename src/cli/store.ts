@@ -1,7 +1,6 @@
 // `drvbox store add|import|export|query|verify|gc|dump|restore`. Thin: parse
 // flags, call src/store, print. Heavy modules load inside the actions.
 import type { CAC } from 'cac';
-import { once } from 'node:events';
 import { UsageError } from '../errors.js';
 import type { CliContext } from './context.js';
 
@@ -47,14 +46,6 @@ export async function guard(what: string, body: () => Promise<number>): Promise<
 /** Wraps an action so that raw errno errors come out as typed one-line errors. */
 export function act<A extends any[]>(what: string, fn: (...args: A) => Promise<number>): (...args: A) => Promise<number> {
   return (...args: A) => guard(what, () => fn(...args));
-}
-
-/** Writes chunks to stdout, honouring back-pressure. */
-export async function writeStdout(chunks: AsyncIterable<Uint8Array>): Promise<void> {
-  const out = process.stdout;
-  for await (const c of chunks) {
-    if (!out.write(c)) await once(out, 'drain');
-  }
 }
 
 /**
