@@ -13,6 +13,7 @@ import { createHash } from 'node:crypto';
 import { closeSync, fstatSync, lstatSync, openSync, readSync, statSync, writeSync, constants } from 'node:fs';
 import { basename } from 'node:path';
 import { hashBytes, hashEquals, formatHash, type Hash, type HashAlgo } from '../format/hash.js';
+import { HashModuloSink } from '../format/rewrite.js';
 import { checkStorePathName, makeFixedOutputPath, makeTextPath } from '../format/store-path.js';
 import { parseContentAddress, renderContentAddress, type ContentAddress } from './content-address.js';
 import { BadAddSource, ContentAddressMismatch, NarHashMismatch, NarSizeMismatch } from './errors.js';
@@ -189,10 +190,24 @@ export async function addTextToStore(
   });
 }
 
-/** Checks that the restored contents at `real` have the content address `ca`. */
-export async function checkContentHash(storePath: string, real: string, ca: ContentAddress, narHashes: Map<HashAlgo, Hash>): Promise<void> {
+/**
+ * Checks that the restored contents at `real` have the content address `ca`.
+ * A self-referential path is hashed modulo its own hash part, as Nix does
+ * (hashCAPath).
+ */
+export async function checkContentHash(
+  storePath: string,
+  real: string,
+  ca: ContentAddress,
+  narHashes: Map<HashAlgo, Hash>,
+  selfReference = false,
+): Promise<void> {
   let got: Hash;
-  if (ca.method === 'recursive') {
+  if (ca.method === 'recursive' && selfReference) {
+    const sink = new HashModuloSink(ca.hash.algo, storePath.slice(storePath.lastIndexOf('/') + 1, storePath.lastIndexOf('/') + 33));
+    await streamNar(real, (c) => sink.update(c));
+    got = sink.finish().hash;
+  } else if (ca.method === 'recursive') {
     got = narHashes.get(ca.hash.algo) ?? (await hashPath(real, ca.hash.algo)).hash;
   } else {
     if (!lstatSync(real).isFile()) {
@@ -257,7 +272,9 @@ export async function addNarToStore(
         got: res.narSize,
       });
     }
-    if (ca && opts.checkContentAddress !== false) await checkContentHash(info.path, temp.real, ca, res.hashes);
+    if (ca && opts.checkContentAddress !== false) {
+      await checkContentHash(info.path, temp.real, ca, res.hashes, info.references.includes(info.path));
+    }
     const done = await installStaged(store, [{ temp, info: { ...info, narSize: res.narSize } }], { repair: opts.repair ?? false });
     return done.length > 0;
   });

@@ -127,6 +127,30 @@ describe('adding paths', () => {
     assert.equal(store.isValidPath(p), true);
   });
 
+  test('addNarToStore: a self-referential CA path is checked modulo its own hash part', async (t) => {
+    const { store } = await tempStore(t);
+    const { NarWriter } = await import('../../src/format/nar-writer.js');
+    const { HashModuloSink } = await import('../../src/format/rewrite.js');
+    const { hashBytes } = await import('../../src/format/hash.js');
+    const { makeFixedOutputPath } = await import('../../src/format/store-path.js');
+    const nar = (text: string) => {
+      const data = Buffer.from(text);
+      return Buffer.from(NarWriter.encodeAll([{ type: 'regular', executable: false, size: data.length }, { type: 'contents', data }, { type: 'regularEnd' }]));
+    };
+    const placeholder = '0'.repeat(31) + '1';
+    const sink = new HashModuloSink('sha256', placeholder);
+    sink.update(nar(`I am /nix/store/${placeholder}-self`));
+    const modulo = sink.finish().hash;
+    const path = makeFixedOutputPath('/nix/store', 'recursive', modulo, 'self', [], true);
+    const final = nar(`I am ${path}`);
+    const info = { path, narHash: hashBytes('sha256', final), narSize: final.length, references: [path], ca: `fixed:r:${formatHash(modulo)}` };
+    assert.equal(await addNarToStore(store, info, [final]), true);
+    assert.deepEqual(store.requirePathInfo(path).references, [path]);
+    const { store: other } = await tempStore(t);
+    const wrongCa = { ...info, ca: `fixed:r:${formatHash(hashBytes('sha256', final))}` };
+    await assert.rejects(addNarToStore(other, wrongCa, [final]), (e: unknown) => (e as { code?: string }).code === 'E_CA_MISMATCH');
+  });
+
   test('addDumpToStore: NAR (recursive) and raw contents (flat, text)', async (t) => {
     const { store, dir } = await tempStore(t);
     const tree = makeTree(dir);
