@@ -11,6 +11,22 @@ export type Register = (cli: CAC, ctx: () => CliContext) => void;
 /** Command groups whose second word is part of the command name. */
 const GROUPS = new Set(['store', 'derivation', 'hash', 'sandbox']);
 
+/** Global flags that take a value (so the value is not the command word). */
+const GLOBAL_VALUE_FLAGS = new Set(['--store', '--store-dir', '--storeDir']);
+
+/**
+ * cac registers options under camelCase names but hands mri the raw argv, so
+ * a kebab-case boolean (`--closure-size PATH`) would swallow the next word.
+ * Spelling every long flag in camelCase before parsing avoids that; `--no-x`
+ * keeps its prefix so negation still works.
+ */
+export function camelFlag(a: string): string {
+  const m = /^--(no-)?([a-z0-9]+(?:-[a-z0-9]+)+)(=.*)?$/s.exec(a);
+  if (!m) return a;
+  const camel = m[2]!.replace(/-([a-z0-9])/g, (_, c: string) => c.toUpperCase());
+  return `--${m[1] ?? ''}${camel}${m[3] ?? ''}`;
+}
+
 interface PreParsed {
   argv: string[];
   options: Array<[string, string]>;
@@ -37,9 +53,23 @@ export function preParse(args: string[]): PreParsed {
       i += 2;
       continue;
     }
-    out.push(a);
+    out.push(camelFlag(a));
   }
-  const first = out.findIndex((a) => !a.startsWith('-'));
+  // The command word is the first argument that is neither a flag nor the
+  // value of a global flag that takes one.
+  let first = -1;
+  for (let i = 0; i < out.length; i++) {
+    const a = out[i]!;
+    if (a === '--') break;
+    if (GLOBAL_VALUE_FLAGS.has(a)) {
+      i++;
+      continue;
+    }
+    if (!a.startsWith('-')) {
+      first = i;
+      break;
+    }
+  }
   if (first >= 0 && GROUPS.has(out[first]!) && out[first + 1] !== undefined && !out[first + 1]!.startsWith('-')) {
     out.splice(first, 2, `${out[first]} ${out[first + 1]}`);
   }
