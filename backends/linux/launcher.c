@@ -732,6 +732,16 @@ __attribute__((noreturn)) static void sandbox_init(void) {
     do r = read(sync_child, &c, 1); while (r < 0 && errno == EINTR);
     if (r != 1) _exit(1);
   }
+  /* Become the sandbox user now: a root monitor mapped the build user, so
+   * this process's own (host root) ids are not mapped inside, and nothing
+   * could be created on the sandbox's tmpfs. Capabilities in the new user
+   * namespace survive: the old ids were not its root. */
+  if (userns && !R.self_map) {
+    if (setresgid((gid_t)R.sandbox_gid, (gid_t)R.sandbox_gid, (gid_t)R.sandbox_gid) < 0)
+      die("setgid to the sandbox group: %s", strerror(errno));
+    if (setresuid((uid_t)R.sandbox_uid, (uid_t)R.sandbox_uid, (uid_t)R.sandbox_uid) < 0)
+      die("setuid to the sandbox user: %s", strerror(errno));
+  }
   if (R.newcgroup && unshare(CLONE_NEWCGROUP) < 0) die("unsharing the cgroup namespace: %s", strerror(errno));
   if (setsid() < 0) die("setsid: %s", strerror(errno));
   if (dup2(1, 2) < 0) die("dup2: %s", strerror(errno));

@@ -3,12 +3,14 @@
 // the real launcher, checking what the builder saw and wrote.
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, readdirSync, readFileSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { chownSync, existsSync, lstatSync, readdirSync, readFileSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { TestContext } from 'node:test';
 import {
   AddPathFailed,
+  killBuildUser,
   linuxBackend,
   localPlanHost,
   SandboxNulByte,
@@ -307,6 +309,45 @@ describe('linux backend: failures before the builder runs', () => {
     const p = spawnLauncher(requireLauncher(), bad, false);
     const [lines] = await Promise.all([p.status, p.exited]);
     assert.deepEqual(lines, [{ kind: 'error', message: 'request rejected: argument contains a NUL byte' }]);
+  });
+});
+
+describe('linux backend: build users (root)', () => {
+  test('a build user is uid 1000 inside; its outputs are handed back to the caller', async (t) => {
+    requireRoot('maps a build user');
+    const fx = fixture(t);
+    chownSync(fx.buildDir, 30001, 30000);
+    const buildUser = { uid: 30001, gid: 30000, uidCount: 1, supplementaryGids: [] };
+    const r = await sh(fx, '$B id -u; $B id -g; $B cat /proc/self/uid_map /proc/self/gid_map | $B tr -s " "; $B mkdir $out; echo x > $out/f; $B stat -c %u $out/f', { buildUser });
+    assert.equal(r.log, '1000\n100\n 1000 30001 1\n 100 30000 1\n1000\n');
+    assert.deepEqual([lstatSync(r.outPath).uid, lstatSync(join(r.outPath, 'f')).uid], [0, 0]);
+  });
+
+  test('uid-range: 65536 ids with root inside and /sys mounted', async (t) => {
+    requireRoot('maps a uid range');
+    const fx = fixture(t);
+    const base = 872415232;
+    chownSync(fx.buildDir, base, base);
+    const buildUser = { uid: base, gid: base, uidCount: 65536, supplementaryGids: [] };
+    const r = await sh(fx, '$B id -u; $B cat /proc/self/uid_map | $B tr -s " "; test -d /sys/kernel && echo sys; $B head -2 /etc/passwd', { buildUser });
+    assert.equal(r.log, `0\n 0 ${base} 65536\nsys\nroot:x:0:0:Nix build user:/build:/noshell\nnixbld:x:0:0:Nix build user:/build:/noshell\n`);
+  });
+
+  test('killBuildUser kills exactly that uid\'s processes', async (t) => {
+    const t_after = (f: () => void): void => t.after(f);
+    requireRoot('switches uid');
+    const n = 500000 + Math.floor(Math.random() * 99999);
+    const victim = spawn('setpriv', ['--reuid=30002', '--regid=30002', '--clear-groups', BUSYBOX, 'sleep', String(n)], { stdio: 'ignore' });
+    const victimGone = new Promise((r) => victim.once('exit', r));
+    const bystander = spawn(BUSYBOX, ['sleep', String(n + 1)], { stdio: 'ignore' });
+    t_after(() => bystander.kill('SIGKILL'));
+    await sleep(100);
+    assert.equal(processesMatching(`sleep ${n}`).length, 1);
+    await killBuildUser(30002);
+    await victimGone;
+    assert.deepEqual(processesMatching(`sleep ${n}`), []);
+    assert.equal(processesMatching(`sleep ${n + 1}`).length, 1);
+    await assert.rejects(killBuildUser(0), /refusing to kill all processes of uid 0/);
   });
 });
 
