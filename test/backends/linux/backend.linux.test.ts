@@ -22,7 +22,7 @@ import { requireLauncher } from '../../../backends/linux/launcher-path.js';
 import { encodeRequest, Mode } from '../../../backends/linux/protocol.js';
 import { spawnLauncher } from '../../../backends/linux/spawn.js';
 import { removeTree } from '../../helpers/tmp.js';
-import { requireLinux, requireRoot } from '../../helpers/host.js';
+import { REPO_ROOT, requireLinux, requireRoot } from '../../helpers/host.js';
 import { escapeTools, processesMatching } from '../../security/harness.js';
 import { BUSYBOX, makeFixture, OUT, runBuild, STORE, type Fixture } from './fixture.js';
 
@@ -222,6 +222,23 @@ describe('linux backend: killing', () => {
     process.kill(b.pid, 'SIGKILL');
     assert.deepEqual(await b.wait(), { code: null, signal: 'SIGKILL' });
     for (let i = 0; i < 50 && processesMatching(`sleep ${n}`).length > 0; i++) await sleep(20);
+    assert.deepEqual(processesMatching(`sleep ${n}`), []);
+  });
+});
+
+describe('linux backend: drvbox itself dies', () => {
+  test('SIGKILL of the node process leaves no sandbox process behind', async (t) => {
+    const fx = fixture(t);
+    const n = 400000 + Math.floor(Math.random() * 99999);
+    const request = fx.request(`B=/bin/busybox; $B ln -s $B /tmp/sleep; ($B setsid /tmp/sleep ${n} &); /tmp/sleep ${n}`, { sandboxPaths: BB });
+    const runner = spawn(process.execPath, [join(REPO_ROOT, 'dist', 'test', 'security', 'runner.js')], { stdio: ['pipe', 'ignore', 'ignore'] });
+    const gone = new Promise((r) => runner.once('exit', r));
+    runner.stdin.end(JSON.stringify({ request }));
+    for (let i = 0; i < 200 && processesMatching(`sleep ${n}`).length < 2; i++) await sleep(20);
+    assert.equal(processesMatching(`sleep ${n}`).length, 2);
+    runner.kill('SIGKILL');
+    await gone;
+    for (let i = 0; i < 100 && processesMatching(`sleep ${n}`).length > 0; i++) await sleep(20);
     assert.deepEqual(processesMatching(`sleep ${n}`), []);
   });
 });
