@@ -4,8 +4,11 @@
 //
 // Speed: metadata and small files use synchronous calls (a thread-pool round
 // trip per small file costs more than the read); large files are read in
-// 1 MiB chunks through the thread pool, the next read running while the
-// caller hashes the previous chunk. The event loop is given a turn every
+// big chunks through the thread pool, the next read running while the
+// caller hashes the previous chunk (reading then hashing in turn loses ~20%
+// of the hash's throughput). A second thread reading small files ahead was
+// tried and lost: siblings opened from two threads contend in the kernel,
+// and the worker's start-up costs more than it saves on 10,000 files. The event loop is given a turn every
 // few tens of milliseconds.
 import { createHash } from 'node:crypto';
 import {
@@ -37,6 +40,11 @@ export class NarRestoreError extends defineError('NarRestoreError', 'E_NAR_RESTO
 
 /** Size of the chunks dumpPath yields and large files are read in. */
 export const NAR_CHUNK_SIZE = 1 << 20;
+/**
+ * Read size for large files when hashing (reused buffers): big enough that
+ * the thread-pool round trip per read is small next to hashing the chunk.
+ */
+const HASH_READ_SIZE = 4 << 20;
 /** Files up to this size are read synchronously into the output buffer. */
 const SMALL_FILE = 256 * 1024;
 const YIELD_EVERY_MS = 25;
@@ -51,13 +59,59 @@ function readAt(fd: number, buf: Buffer, length: number, position: number): Prom
 
 const turn = (): Promise<void> => new Promise((r) => setImmediate(r));
 
-function show(p: Buffer): string {
-  return p.toString('utf8');
+function show(p: string | Buffer): string {
+  return typeof p === 'string' ? p : p.toString('utf8');
+}
+
+/**
+ * Paths are strings while every name on the way is valid UTF-8 (string
+ * paths cost Node ~15% less per file than Buffer paths) and Buffers below a
+ * directory holding a name that is not (so its bytes survive exactly).
+ */
+type FsPath = string | Buffer;
+
+/** Code units D800-FFFF: the only ones where UTF-16 order differs from UTF-8 byte order. */
+const HIGH_UNITS = /[\ud800-\uffff]/;
+
+/** By UTF-8 bytes, which is by code point. */
+function compareCodePoints(a: string, b: string): number {
+  const n = Math.min(a.length, b.length);
+  for (let i = 0; i < n; i++) {
+    const x = a.codePointAt(i)!;
+    const y = b.codePointAt(i)!;
+    if (x !== y) return x - y;
+    if (x > 0xffff) i++;
+  }
+  return a.length - b.length;
+}
+
+/** The entries of a directory in NAR order (ascending bytes). */
+function readNames(dir: FsPath): FsPath[] {
+  if (typeof dir === 'string') {
+    const names = readdirSync(dir);
+    let high = false;
+    let lossy = false;
+    for (const n of names) {
+      if (HIGH_UNITS.test(n)) {
+        high = true;
+        // U+FFFD may stand for bytes that are not UTF-8: take the exact bytes.
+        if (n.includes('\ufffd')) lossy = true;
+      }
+    }
+    if (!lossy) return high ? names.sort(compareCodePoints) : names.sort();
+  }
+  const names = readdirSync(dir, { encoding: 'buffer' });
+  return names.sort(Buffer.compare);
+}
+
+function childPath(dir: FsPath, name: FsPath): FsPath {
+  if (typeof dir === 'string' && typeof name === 'string') return dir + '/' + name;
+  return Buffer.concat([typeof dir === 'string' ? Buffer.from(dir) : dir, SLASH, typeof name === 'string' ? Buffer.from(name) : name]);
 }
 
 interface DirFrame {
-  path: Buffer;
-  names: Buffer[];
+  path: FsPath;
+  names: FsPath[];
   next: number;
 }
 
@@ -69,7 +123,8 @@ interface DirFrame {
 async function* narChunks(root: string, reuse: boolean): AsyncGenerator<Uint8Array> {
   let buf = Buffer.allocUnsafe(NAR_CHUNK_SIZE);
   let len = 0;
-  const big = reuse ? [Buffer.allocUnsafe(NAR_CHUNK_SIZE), Buffer.allocUnsafe(NAR_CHUNK_SIZE)] : [];
+  const readSize = reuse ? HASH_READ_SIZE : NAR_CHUNK_SIZE;
+  const big = reuse ? [Buffer.allocUnsafe(readSize), Buffer.allocUnsafe(readSize)] : [];
   const take = (): Uint8Array => {
     const out = buf.subarray(0, len);
     if (!reuse) buf = Buffer.allocUnsafe(NAR_CHUNK_SIZE);
@@ -87,12 +142,20 @@ async function* narChunks(root: string, reuse: boolean): AsyncGenerator<Uint8Arr
     buf.fill(0, len + 8 + b.length, len + 8 + b.length + pad);
     len += 8 + b.length + pad;
   };
+  const putName = (name: FsPath): void => {
+    if (typeof name !== 'string') return putString(name);
+    const n = buf.write(name, len + 8, 'utf8');
+    writeU64(buf, len, n);
+    const pad = padLength(n);
+    buf.fill(0, len + 8 + n, len + 8 + n + pad);
+    len += 8 + n + pad;
+  };
   // Room for the largest fixed item: an entry header with a 4095-byte string plus tokens.
   const ROOM = 4096 + 512;
   let lastTurn = performance.now();
 
   const stack: DirFrame[] = [];
-  let path = Buffer.from(root);
+  let path: FsPath = root;
   let st: Stats = lstatSync(path);
   put(NAR_BYTES.magic);
   let count = 0;
@@ -105,9 +168,7 @@ async function* narChunks(root: string, reuse: boolean): AsyncGenerator<Uint8Arr
     let leaf = true;
     if (st.isDirectory()) {
       put(NAR_BYTES.directoryNode);
-      const names = readdirSync(path, { encoding: 'buffer' });
-      names.sort(Buffer.compare);
-      stack.push({ path, names, next: 0 });
+      stack.push({ path, names: readNames(path), next: 0 });
       leaf = false;
     } else if (st.isSymbolicLink()) {
       put(NAR_BYTES.symlinkNode);
@@ -134,8 +195,8 @@ async function* narChunks(root: string, reuse: boolean): AsyncGenerator<Uint8Arr
           let got = 0;
           let which = 0;
           const next = (): { b: Buffer; p: Promise<number> } => {
-            const b = reuse ? big[which++ & 1]! : Buffer.allocUnsafe(NAR_CHUNK_SIZE);
-            return { b, p: readAt(fd, b, Math.min(NAR_CHUNK_SIZE, size - got), got) };
+            const b = reuse ? big[which++ & 1]! : Buffer.allocUnsafe(readSize);
+            return { b, p: readAt(fd, b, Math.min(readSize, size - got), got) };
           };
           let pending = next();
           for (;;) {
@@ -172,9 +233,9 @@ async function* narChunks(root: string, reuse: boolean): AsyncGenerator<Uint8Arr
         const name = top.names[top.next++]!;
         if (len + ROOM > NAR_CHUNK_SIZE) yield take();
         put(NAR_BYTES.entryStart);
-        putString(name);
+        putName(name);
         put(NAR_BYTES.node);
-        path = Buffer.concat([top.path, SLASH, name]);
+        path = childPath(top.path, name);
         st = lstatSync(path);
         break;
       }
@@ -185,7 +246,7 @@ async function* narChunks(root: string, reuse: boolean): AsyncGenerator<Uint8Arr
   }
 }
 
-function shrank(path: Buffer, size: number, got: number): FileChangedWhileReading {
+function shrank(path: FsPath, size: number, got: number): FileChangedWhileReading {
   return new FileChangedWhileReading(`file '${show(path)}' changed while being read: expected ${size} bytes, got ${got}`, {
     path: show(path),
     expected: size,
@@ -223,12 +284,13 @@ export async function streamNar(path: string, sink: (chunk: Uint8Array) => void)
 export async function* readFileChunks(path: string, reuse = false): AsyncGenerator<Uint8Array> {
   const fd = openSync(path, C.O_RDONLY);
   try {
-    const bufs = reuse ? [Buffer.allocUnsafe(NAR_CHUNK_SIZE), Buffer.allocUnsafe(NAR_CHUNK_SIZE)] : [];
+    const readSize = reuse ? HASH_READ_SIZE : NAR_CHUNK_SIZE;
+    const bufs = reuse ? [Buffer.allocUnsafe(readSize), Buffer.allocUnsafe(readSize)] : [];
     let which = 0;
     let at = 0;
     const next = (): { b: Buffer; p: Promise<number> } => {
-      const b = reuse ? bufs[which++ & 1]! : Buffer.allocUnsafe(NAR_CHUNK_SIZE);
-      return { b, p: readAt(fd, b, NAR_CHUNK_SIZE, at) };
+      const b = reuse ? bufs[which++ & 1]! : Buffer.allocUnsafe(readSize);
+      return { b, p: readAt(fd, b, readSize, at) };
     };
     let pending = next();
     for (;;) {
