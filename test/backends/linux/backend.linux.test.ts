@@ -3,7 +3,7 @@
 // the real launcher, checking what the builder saw and wrote.
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { chownSync, existsSync, lstatSync, readdirSync, readFileSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -402,6 +402,27 @@ describe('linux backend: use-cgroups', () => {
 });
 
 describe('linux backend: probe and explain', () => {
+  test('without the compiled launcher, probe and start say so and how to fix it', () => {
+    const script = `
+      const m = await import(${JSON.stringify(join(REPO_ROOT, 'dist', 'backends', 'linux', 'index.js'))});
+      const r = await m.linuxBackend.probe();
+      const l = r.checks.find((c) => c.name === 'launcher');
+      let err = '';
+      try { (await import(${JSON.stringify(join(REPO_ROOT, 'dist', 'backends', 'linux', 'launcher-path.js'))})).requireLauncher(); } catch (e) { err = e.code + ': ' + e.message; }
+      console.log(JSON.stringify({ usable: r.usable, ok: l.ok, detail: l.detail, fix: l.fix, err }));`;
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { env: { ...process.env, DRVBOX_LAUNCHER: '/nonexistent/drvbox-launcher' }, encoding: 'utf8' });
+    const out = JSON.parse(r.stdout) as { usable: boolean; ok: boolean; detail: string; fix: string; err: string };
+    assert.deepEqual(out, {
+      usable: false,
+      ok: false,
+      detail: "the sandbox launcher is not built: '/nonexistent/drvbox-launcher' does not exist",
+      fix: "install a C compiler (e.g. 'apt-get install gcc') and run 'npm run build'; until then build with '--sandbox false'",
+      err:
+        "E_LAUNCHER_MISSING: the Linux sandbox launcher is not built: '/nonexistent/drvbox-launcher' does not exist; " +
+        "install a C compiler (e.g. 'apt-get install gcc') and run 'npm run build', or build with '--sandbox false'",
+    });
+  });
+
   test('probe reports every step working on this host', async () => {
     requireLinux('probe');
     const r = await linuxBackend.probe();
