@@ -95,7 +95,9 @@ export function seccompPolicy(nodeArch: string): SeccompPolicy {
 }
 
 export function describeRule(r: SeccompRule): string {
-  const cond = r.when ? ` when ${r.when.describe} (arg${r.when.arg} & 0o${r.when.mask.toString(8)} == 0o${r.when.value.toString(8)})` : '';
+  // Mode bits read best in octal, ioctl requests in hex.
+  const fmt = (v: bigint): string => (r.when && r.when.mask > 0o7777n ? `0x${v.toString(16)}` : `0o${v.toString(8)}`);
+  const cond = r.when ? ` when ${r.when.describe} (arg${r.when.arg} & ${fmt(r.when.mask)} == ${fmt(r.when.value)})` : '';
   return `${r.syscall}${cond} -> ${r.action.name}`;
 }
 
