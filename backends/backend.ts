@@ -13,6 +13,7 @@
 //      and can be killed; `wait()` gives the exit status.
 //   5. build/ registers outputs from `realPathOfScratchOutput()`.
 
+import { lstatSync, realpathSync } from 'node:fs';
 import type { Readable } from 'node:stream';
 
 export type Platform = 'linux' | 'darwin';
@@ -170,4 +171,132 @@ export interface Backend {
   realPathOfScratchOutput(spec: SandboxSpec, scratchPath: string): string;
   /** Remove what start() created (chroot dir, profile files). Idempotent. */
   cleanup(spec: SandboxSpec): Promise<void>;
+}
+
+// ---------------------------------------------------------------------------
+// The factory.
+
+/** What decides the backend of one build. */
+export interface BackendForInput {
+  drvPath: string;
+  sandboxMode: SandboxMode;
+  /** `__noChroot` of the derivation (honoured in relaxed mode only; an error in strict mode). */
+  noChroot: boolean;
+  /** Neither fixed-output nor impure (Nix's isSandboxed()): relaxed mode sandboxes only these. */
+  sandboxedDerivation: boolean;
+  /** darwin `__sandboxProfile` ('' when absent). */
+  additionalSandboxProfile?: string;
+  /** Default: process.platform. */
+  hostPlatform?: NodeJS.Platform;
+  storeDir: string;
+  realStoreDir: string;
+  sandboxFallback: boolean;
+  /** `system-features`, for the Linux plan host (kvm). */
+  systemFeatures?: readonly string[];
+  /** Told (once per process) when the unsandboxed backend cannot contain builders in a PID namespace. */
+  warn?: (message: string) => void;
+}
+
+export interface BackendChoice {
+  backend: Backend;
+  /** Print on EVERY build made with this choice (sandbox-fallback, a sandbox forced by a diverted store). */
+  warning: string | null;
+  /** The file-system oracle for `backend.plan`. */
+  planHost: PlanHost;
+}
+
+function genericPlanHost(platform: Platform): PlanHost {
+  return {
+    lstat(p) {
+      try {
+        const st = lstatSync(p);
+        return st.isDirectory() ? 'directory' : st.isFile() ? 'file' : st.isSymbolicLink() ? 'symlink' : 'other';
+      } catch {
+        return 'missing';
+      }
+    },
+    realpath: (p) => realpathSync(p),
+    platform,
+    arch: process.arch,
+  };
+}
+
+/**
+ * Picks linux / darwin / none for one build, as Nix's tryLocalBuild decides
+ * useChroot: `sandbox` true (an error with __noChroot), false, or relaxed
+ * (sandboxed unless fixed-output, impure or __noChroot); a diverted store
+ * forces the sandbox on Linux and is refused elsewhere; a host that cannot
+ * sandbox falls back to none only with `sandbox-fallback`, with a warning on
+ * every build, and never with a diverted store (Nix issue 16291: the builder
+ * could not see the store there). Backend modules load only when chosen.
+ */
+export async function backendFor(i: BackendForInput): Promise<BackendChoice> {
+  const host = i.hostPlatform ?? process.platform;
+  const os: Platform | null = host === 'linux' || host === 'darwin' ? host : null;
+  const { decideSandbox } = await import('./linux/mode.js');
+  const diverted = i.storeDir !== i.realStoreDir;
+  const base = {
+    drvPath: i.drvPath,
+    mode: i.sandboxMode,
+    noChroot: i.noChroot,
+    sandboxedDerivation: i.sandboxedDerivation,
+    additionalSandboxProfile: i.additionalSandboxProfile ?? '',
+    platform: os ?? ('linux' as Platform),
+    divertedStore: diverted,
+    realStoreDir: i.realStoreDir,
+    storeDir: i.storeDir,
+    sandboxFallback: i.sandboxFallback,
+  };
+  let decision = decideSandbox({ ...base, sandboxAvailable: os !== null, unavailableReason: `no sandbox backend for '${host}'` });
+  let warning = decision.warning;
+  if (decision.useSandbox && os !== null) {
+    const sandboxed = os === 'linux' ? await import('./linux/index.js') : await import('./darwin/index.js');
+    const backend = os === 'linux' ? (sandboxed as typeof import('./linux/index.js')).linuxBackend : (sandboxed as typeof import('./darwin/index.js')).darwinBackend;
+    const report = await backend.probe();
+    if (report.usable) {
+      const unasked = i.sandboxMode === 'false' || (i.sandboxMode === 'relaxed' && (i.noChroot || !i.sandboxedDerivation));
+      if (diverted && unasked) {
+        warning =
+          `warning: building '${i.drvPath}' in the sandbox although 'sandbox' is '${i.sandboxMode}': the store's physical ` +
+          `directory '${i.realStoreDir}' differs from '${i.storeDir}', and only the sandbox can show its paths there`;
+      }
+      const planHost =
+        os === 'linux' ? (sandboxed as typeof import('./linux/index.js')).localPlanHost(i.systemFeatures) : genericPlanHost('darwin');
+      return { backend, warning, planHost };
+    }
+    const failed = report.checks.find((c) => !c.ok);
+    decision = decideSandbox({ ...base, sandboxAvailable: false, unavailableReason: failed ? `${failed.name}: ${failed.detail}` : 'the probe failed' });
+    warning = decision.warning;
+  }
+  const none = await import('./none/index.js');
+  return {
+    backend: i.warn ? none.createNoneBackend({ warn: i.warn }) : none.noneBackend,
+    warning,
+    planHost: genericPlanHost(os ?? 'linux'),
+  };
+}
+
+/**
+ * A backend by name, for `drvbox sandbox explain --platform ...` (no
+ * decision, no probe): the backend, a plan host for it, and `explain(req)`
+ * that plans and describes without building. darwin's works on any OS (its
+ * explain-only plan describes, instead of refusing, what only macOS has).
+ */
+export async function backendNamed(
+  name: 'linux' | 'darwin' | 'none',
+  systemFeatures?: readonly string[],
+): Promise<{ backend: Backend; planHost: PlanHost; explain(req: BuildRequest): string }> {
+  if (name === 'linux') {
+    const m = await import('./linux/index.js');
+    const planHost = m.localPlanHost(systemFeatures);
+    return { backend: m.linuxBackend, planHost, explain: (req) => m.linuxBackend.explain(m.linuxBackend.plan(req, planHost)) };
+  }
+  if (name === 'darwin') {
+    const m = await import('./darwin/index.js');
+    const planHost = genericPlanHost('darwin');
+    return { backend: m.darwinBackend, planHost, explain: (req) => m.explainDarwinBuild(req, planHost, { explainOnly: true }) };
+  }
+  const m = await import('./none/index.js');
+  const planHost = genericPlanHost(process.platform === 'darwin' ? 'darwin' : 'linux');
+  return { backend: m.noneBackend, planHost, explain: (req) => m.noneBackend.explain(m.noneBackend.plan(req, planHost)) };
 }

@@ -1,0 +1,284 @@
+// Running an unsandboxed builder, and killing everything it started.
+//
+// pid-namespace: the Linux launcher (backends/linux/launcher.c) in its
+//   minimal mode: clone(CLONE_NEWPID [| CLONE_NEWUSER]), no chroot (so no
+//   mounts and no pivot_root), setsid, cwd, exact argv and envp, exec. The
+//   request is serialised by backends/linux/protocol.ts; the launcher server
+//   (backends/linux/server.ts) forks the monitor, as for sandboxed builds.
+// process-group: child_process.spawn in a new session; kill() signals the
+//   group and, on Linux, every process still in the builder's session.
+import { spawn } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
+import { constants as osConstants } from 'node:os';
+import { PassThrough, Readable } from 'node:stream';
+import type { ExitStatus, ResourceUsage, RunningBuild } from '../backend.js';
+import { BuilderStartFailed } from '../../src/build/errors-run.js';
+import type { NoneSandboxSpec } from './plan.js';
+
+/** How long kill() waits for the launcher's monitor before SIGKILLing it. */
+const KILL_GRACE_MS = 5000;
+
+const signalNames = new Map<number, NodeJS.Signals>(
+  Object.entries(osConstants.signals).map(([name, num]) => [num, name as NodeJS.Signals]),
+);
+
+/** Set once the launcher could not create the namespaces here: later builds go straight to process groups. */
+let pidNamespaceBroken: string | null = null;
+
+export function pidNamespaceProblem(): string | null {
+  return pidNamespaceBroken;
+}
+
+/** A build that failed before exec, reported as Nix reports it: the message in the log, exit code 1. */
+class ExecFailedBuild implements RunningBuild {
+  readonly pid = 0;
+  readonly log: Readable;
+  constructor(message: string) {
+    this.log = Readable.from([Buffer.from(`error: ${message}\n`, 'utf8')]);
+  }
+  wait(): Promise<ExitStatus> {
+    return Promise.resolve({ code: 1, signal: null });
+  }
+  kill(): Promise<void> {
+    return Promise.resolve();
+  }
+  usage(): ResourceUsage | null {
+    return null;
+  }
+}
+
+interface LauncherProc {
+  pid: number;
+  log: Readable | null;
+  status: Promise<Array<{ kind: string; message?: string; pid?: number }>>;
+  result: Promise<string>;
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  alive(): boolean;
+  kill(sig: 'SIGTERM' | 'SIGKILL'): void;
+}
+
+class NamespaceBuild implements RunningBuild {
+  readonly pid: number;
+  readonly log: Readable;
+  private waited: Promise<ExitStatus> | null = null;
+  private killed: Promise<void> | null = null;
+  private resourceUsage: ResourceUsage | null = null;
+
+  constructor(
+    private readonly proc: LauncherProc,
+    initPid: number,
+    private readonly parseResult: (text: string) => { code: number | null; signal: number | null; cpuUserUs: number; cpuSystemUs: number } | null,
+  ) {
+    this.pid = initPid;
+    this.log = proc.log ?? Readable.from([]);
+  }
+
+  wait(): Promise<ExitStatus> {
+    this.waited ??= (async () => {
+      const [text] = await Promise.all([this.proc.result, this.proc.exited]);
+      const r = this.parseResult(text);
+      if (!r) return { code: null, signal: 'SIGKILL' }; // the monitor itself was killed
+      this.resourceUsage = { cpuUserMs: r.cpuUserUs / 1000, cpuSystemMs: r.cpuSystemUs / 1000 };
+      return { code: r.code, signal: r.signal ? (signalNames.get(r.signal) ?? 'SIGKILL') : null };
+    })();
+    return this.waited;
+  }
+
+  kill(): Promise<void> {
+    this.killed ??= (async () => {
+      if (this.proc.alive()) {
+        this.proc.kill('SIGTERM'); // the monitor SIGKILLs the namespace's init
+        const timer = setTimeout(() => this.proc.kill('SIGKILL'), KILL_GRACE_MS);
+        await this.proc.exited;
+        clearTimeout(timer);
+      }
+      await this.wait();
+    })();
+    return this.killed;
+  }
+
+  usage(): ResourceUsage | null {
+    return this.resourceUsage;
+  }
+}
+
+async function startInPidNamespace(spec: NoneSandboxSpec): Promise<RunningBuild | 'unavailable'> {
+  const [protocol, paths, spawner, server] = await Promise.all([
+    import('../linux/protocol.js'),
+    import('../linux/launcher-path.js'),
+    import('../linux/spawn.js'),
+    import('../linux/server.js'),
+  ]);
+  const status = paths.launcherStatus();
+  if (!status.ok) {
+    pidNamespaceBroken = `the Linux launcher is not built: ${status.reason}`;
+    return 'unavailable';
+  }
+  const ctx = `derivation '${spec.request.drvPath}'`;
+  const ids = spec.userNamespace ? { uidMap: `${spec.uid} ${spec.uid} 1`, gidMap: `${spec.gid} ${spec.gid} 1` } : {};
+  const request = protocol.encodeRequest(
+    {
+      mode: protocol.Mode.RUN,
+      cloneFlags: protocol.CloneFlag.NEWPID | (spec.userNamespace ? protocol.CloneFlag.NEWUSER : 0),
+      parentPid: process.pid,
+      ...ids,
+      selfMap: true,
+      sandboxUid: spec.uid,
+      sandboxGid: spec.gid,
+      cwd: spec.cwd,
+      builder: spec.builder,
+      argv: spec.argv,
+      env: spec.env,
+      umask: 0o022,
+    },
+    ctx,
+  );
+  const oneShot = process.env.DRVBOX_LAUNCHER_ONESHOT === '1';
+  const proc: LauncherProc = oneShot
+    ? spawner.spawnLauncher(status.path, request, true)
+    : await server.launcherServer(status.path).start(request);
+  const lines = await proc.status;
+  const err = lines.find((l) => l.kind === 'error');
+  const pidLine = lines.find((l) => l.kind === 'pid');
+  if (err || !pidLine) {
+    proc.log?.resume();
+    await proc.exited;
+    const message = err?.message ?? 'the launcher exited without starting the builder';
+    // The builder itself could not be exec'd: a build failure, as in Nix.
+    if (message.startsWith('executing ')) return new ExecFailedBuild(message);
+    if (message.startsWith('changing into ')) {
+      throw new BuilderStartFailed(`${ctx}: ${message}`, { drvPath: spec.request.drvPath, detail: message });
+    }
+    // The namespaces themselves are refused here (container, sysctl, AppArmor).
+    pidNamespaceBroken = message;
+    return 'unavailable';
+  }
+  return new NamespaceBuild(proc, pidLine.pid ?? 0, protocol.parseResultLine);
+}
+
+/** Pids of the processes in session `sid` (Linux /proc), excluding zombies. */
+function sessionMembers(sid: number): number[] {
+  const res: number[] = [];
+  let names: string[];
+  try {
+    names = readdirSync('/proc');
+  } catch {
+    return res;
+  }
+  for (const n of names) {
+    if (!/^\d+$/.test(n)) continue;
+    try {
+      const stat = readFileSync(`/proc/${n}/stat`, 'latin1');
+      // pid (comm) state ppid pgrp session ...; comm may contain spaces and parens.
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      if (fields[0] !== 'Z' && Number(fields[3]) === sid) res.push(Number(n));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return res;
+}
+
+class GroupBuild implements RunningBuild {
+  readonly pid: number;
+  readonly log: Readable;
+  private readonly exited: Promise<ExitStatus>;
+  private killed: Promise<void> | null = null;
+  private done = false;
+
+  constructor(private readonly spec: NoneSandboxSpec) {
+    const child = spawn(spec.builder, spec.argv.slice(1), {
+      argv0: spec.argv[0],
+      cwd: spec.cwd,
+      env: Object.fromEntries(spec.env),
+      detached: true, // setsid: own session and process group
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    const pass = new PassThrough({ highWaterMark: 1 << 20 });
+    let open = 2;
+    const closeOne = (): void => {
+      if (--open === 0) pass.end();
+    };
+    for (const s of [child.stdout, child.stderr]) {
+      if (!s) {
+        closeOne();
+        continue;
+      }
+      s.on('data', (c: Buffer) => {
+        if (!pass.write(c)) {
+          s.pause();
+          pass.once('drain', () => s.resume());
+        }
+      });
+      s.once('close', closeOne);
+    }
+    this.pid = child.pid ?? 0;
+    this.log = pass;
+    this.exited = new Promise<ExitStatus>((resolve) => {
+      child.once('error', (e) => {
+        if (this.pid === 0) {
+          pass.write(`error: executing '${spec.builder}': ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'No such file or directory' : e.message}\n`);
+          this.done = true;
+          resolve({ code: 1, signal: null });
+        }
+      });
+      child.once('exit', (code, signal) => {
+        this.done = true;
+        // Stragglers in the group (background jobs) would keep the log open: end them now.
+        this.killGroup();
+        resolve({ code, signal });
+      });
+    });
+  }
+
+  private killGroup(): void {
+    if (this.pid <= 0) return;
+    try {
+      process.kill(-this.pid, 'SIGKILL');
+    } catch {
+      // no such group any more
+    }
+    if (process.platform === 'linux') {
+      for (const p of sessionMembers(this.pid)) {
+        try {
+          process.kill(p, 'SIGKILL');
+        } catch {
+          // gone
+        }
+      }
+    }
+  }
+
+  wait(): Promise<ExitStatus> {
+    return this.exited;
+  }
+
+  kill(): Promise<void> {
+    this.killed ??= (async () => {
+      if (!this.done) this.killGroup();
+      await this.exited;
+    })();
+    return this.killed;
+  }
+
+  usage(): ResourceUsage | null {
+    return null;
+  }
+}
+
+export interface StartNoneOptions {
+  /** Told once per process when the PID namespace cannot be used and process groups are used instead. */
+  warn?: (message: string) => void;
+}
+
+export async function startNone(spec: NoneSandboxSpec, opts: StartNoneOptions = {}): Promise<RunningBuild> {
+  if (spec.containment === 'pid-namespace' && pidNamespaceBroken === null) {
+    const r = await startInPidNamespace(spec);
+    if (r !== 'unavailable') return r;
+    opts.warn?.(
+      `cannot run builders in their own PID namespace (${pidNamespaceBroken}); using process groups, ` +
+        'so a builder process that starts its own session may outlive its build',
+    );
+  }
+  return new GroupBuild(spec);
+}

@@ -1,0 +1,433 @@
+// The scheduler (Nix's Worker): the DAG of derivations whose wanted outputs
+// are missing, built in dependency order, at most max-jobs at once.
+//
+//   plan     breadth-first from the targets: a derivation needs a build when
+//            a wanted output has no valid path (or it is a target in check /
+//            repair mode); then each of its input derivations is needed with
+//            the outputs it uses. Wanted sets only grow, so a derivation
+//            reached again with more outputs is looked at again.
+//   run      a derivation starts when its inputs are built; CA-dependent
+//            ones are resolved first (resolve.ts). A failure fails its
+//            dependents ("N dependencies of derivation ... failed to build");
+//            without keep-going it also stops everything else, as Nix does.
+//   exit     nix-build's status: 100 + 1 timeout + 2 fixed-output hash
+//            mismatch + 4 not deterministic; 1 for failures that are not
+//            build failures; 0 when all targets are there.
+//
+// Nothing heavy loads when every target is already valid: the goal (and with
+// it the backends, the launcher, koffi) is imported on the first build.
+import type { BackendChoice, BackendForInput } from '../../backends/backend.js';
+import { isBuiltin, type Derivation } from '../format/derivation.js';
+import type { LocalStore } from '../store/local-store.js';
+import { BuildInterrupted, DependencyFailed, MissingInputPath, NoBuildSlots } from './errors-run.js';
+import type { EngineParts, FailureKind, GoalResult, RunningGoal, RunSettings, Slots } from './goal.js';
+import type { BuildLog } from './logs.js';
+import type { BuildMode } from './output-plan.js';
+import type { BuildTarget } from './targets.js';
+
+/** What the user sees of a run (progress.ts implements it). */
+export interface Reporter {
+  /** The derivations that will be built, before anything starts. */
+  planned(drvPaths: string[]): void;
+  started(drvPath: string, info: { name: string; logPath: string | null; log: BuildLog }): void;
+  chunk(drvPath: string, chunk: Uint8Array): void;
+  finished(result: GoalResult): void;
+  message(text: string): void;
+  close(): void;
+}
+
+export interface SchedulerOptions {
+  store: LocalStore;
+  settings: RunSettings;
+  /** Applies to the targets; their inputs are built normally. */
+  mode: BuildMode;
+  keepGoing: boolean;
+  reporter: Reporter;
+  /** Ctrl-C: kill every build, stop. */
+  signal?: AbortSignal;
+  parts?: EngineParts;
+  chooseBackend?(i: BackendForInput): Promise<BackendChoice>;
+  onRunning?(g: RunningGoal): void;
+}
+
+export type TargetStatus = 'built' | 'valid' | 'failed' | 'cancelled';
+
+export interface TargetResult {
+  target: BuildTarget;
+  status: TargetStatus;
+  /** Wanted output name -> path (those that are valid). */
+  outputs: Map<string, string>;
+  error?: Error;
+  startTime?: number;
+  stopTime?: number;
+  logPath?: string | null;
+}
+
+export interface BuildSummary {
+  targets: TargetResult[];
+  /** Every goal that ran, by .drv path. */
+  goals: Map<string, GoalResult>;
+  exitCode: number;
+  /** Derivations that needed building. */
+  planned: string[];
+}
+
+type NodeState = 'valid' | 'waiting' | 'running' | 'built' | 'failed' | 'cancelled';
+
+interface Node {
+  drvPath: string;
+  drv: Derivation;
+  wanted: Set<string> | null;
+  mode: BuildMode;
+  needs: boolean;
+  deps: Set<Node>;
+  dependents: Set<Node>;
+  pending: number;
+  failedDeps: number;
+  cancelledDeps: number;
+  state: NodeState;
+  result?: GoalResult;
+}
+
+/** A counting semaphore whose waiters can be aborted. */
+export class Semaphore implements Slots {
+  private free: number;
+  private readonly waiters: Array<{ go: () => void; stop: (e: unknown) => void }> = [];
+  constructor(n: number) {
+    this.free = n;
+  }
+  acquire(signal?: AbortSignal): Promise<void> {
+    if (signal?.aborted) return Promise.reject(signal.reason);
+    if (this.free > 0) {
+      this.free--;
+      return Promise.resolve();
+    }
+    return new Promise<void>((go, stop) => {
+      const w = {
+        go: () => {
+          signal?.removeEventListener('abort', onAbort);
+          go();
+        },
+        stop,
+      };
+      const onAbort = () => {
+        const i = this.waiters.indexOf(w);
+        if (i >= 0) this.waiters.splice(i, 1);
+        stop(signal!.reason);
+      };
+      signal?.addEventListener('abort', onAbort, { once: true });
+      this.waiters.push(w);
+    });
+  }
+  release(): void {
+    const w = this.waiters.shift();
+    if (w) w.go();
+    else this.free++;
+  }
+}
+
+/** nix-build's exit status from the failures of one run (Nix's Worker::exitStatus). */
+export function exitStatus(kinds: Iterable<FailureKind>): number {
+  let mask = 0;
+  let any = false;
+  for (const k of kinds) {
+    any = true;
+    if (k === 'permanent' || k === 'inputRejected') mask |= 0x04;
+    if (k === 'timedOut') mask |= 0x05;
+    if (k === 'hashMismatch') mask |= 0x06;
+    if (k === 'notDeterministic') mask |= 0x08;
+  }
+  if (mask) return mask | 0x60;
+  return any ? 1 : 0;
+}
+
+function sameSet(a: Set<string> | null, b: Set<string> | null): boolean {
+  if (a === null || b === null) return a === b;
+  return a.size === b.size && [...a].every((x) => b.has(x));
+}
+
+/** Outputs of `drvPath` wanted by `wanted` that have no valid path. */
+function missingOutputs(store: LocalStore, drvPath: string, wanted: Set<string> | null): string[] {
+  const missing: string[] = [];
+  for (const [name, p] of store.queryPartialDerivationOutputMap(drvPath)) {
+    if (wanted && !wanted.has(name)) continue;
+    if (!p || !store.isValidPath(p)) missing.push(name);
+  }
+  return missing;
+}
+
+/** The derivations to build for `targets`, with their edges. */
+function planBuild(store: LocalStore, targets: BuildTarget[], mode: BuildMode): Map<string, Node> {
+  const nodes = new Map<string, Node>();
+  const queue: Array<{ drvPath: string; wanted: Set<string> | null; target: boolean }> = targets.map((t) => ({
+    drvPath: t.drvPath,
+    wanted: t.outputs ? new Set(t.outputs) : null,
+    target: true,
+  }));
+  while (queue.length > 0) {
+    const { drvPath, wanted, target } = queue.shift()!;
+    let node = nodes.get(drvPath);
+    const nodeMode: BuildMode = target ? mode : 'normal';
+    if (!node) {
+      if (!store.isValidPath(drvPath)) {
+        throw new MissingInputPath(`derivation '${drvPath}' is not valid in the store`, { path: drvPath });
+      }
+      node = {
+        drvPath,
+        drv: store.readDerivation(drvPath),
+        wanted,
+        mode: nodeMode,
+        needs: false,
+        deps: new Set(),
+        dependents: new Set(),
+        pending: 0,
+        failedDeps: 0,
+        cancelledDeps: 0,
+        state: 'valid',
+      };
+      nodes.set(drvPath, node);
+    } else {
+      const merged = node.wanted === null || wanted === null ? null : new Set([...node.wanted, ...wanted]);
+      const modeChanged = nodeMode !== 'normal' && node.mode === 'normal';
+      if (sameSet(merged, node.wanted) && !modeChanged && (node.needs || !target)) continue;
+      node.wanted = merged;
+      if (modeChanged) node.mode = nodeMode;
+    }
+    const needs = node.mode !== 'normal' || missingOutputs(store, drvPath, node.wanted).length > 0;
+    if (!needs) continue;
+    node.needs = true;
+    node.state = 'waiting';
+    for (const p of node.drv.inputSrcs) {
+      if (!store.isValidPath(p)) {
+        throw new MissingInputPath(`path '${p}' is required by '${drvPath}', but it is not valid and drvbox has no substituters`, {
+          drvPath,
+          path: p,
+        });
+      }
+    }
+    for (const [input, outs] of node.drv.inputDrvs) queue.push({ drvPath: input, wanted: new Set(outs), target: false });
+  }
+  // Edges between derivations that need building.
+  for (const node of nodes.values()) {
+    if (!node.needs) continue;
+    for (const input of node.drv.inputDrvs.keys()) {
+      const dep = nodes.get(input);
+      if (dep && dep.needs && !node.deps.has(dep)) {
+        node.deps.add(dep);
+        dep.dependents.add(node);
+      }
+    }
+    node.pending = node.deps.size;
+  }
+  return nodes;
+}
+
+function wantedPaths(store: LocalStore, drvPath: string, wanted: string[] | null): Map<string, string> {
+  const res = new Map<string, string>();
+  for (const [name, p] of store.queryPartialDerivationOutputMap(drvPath)) {
+    if (wanted && !wanted.includes(name)) continue;
+    if (p && store.isValidPath(p)) res.set(name, p);
+  }
+  return res;
+}
+
+/** Builds `targets`; never throws for build failures (they are in the summary). */
+export async function buildTargets(targets: BuildTarget[], opts: SchedulerOptions): Promise<BuildSummary> {
+  const { store, reporter } = opts;
+  const nodes = planBuild(store, targets, opts.mode);
+  const todo = [...nodes.values()].filter((n) => n.needs);
+  const planned = todo.map((n) => n.drvPath).sort();
+  const goals = new Map<string, GoalResult>();
+  const failures: FailureKind[] = [];
+
+  if (todo.length > 0) {
+    if (opts.settings.maxJobs === 0 && todo.some((n) => !isBuiltin(n.drv))) {
+      throw new NoBuildSlots("unable to start any build; either increase '--max-jobs' or enable remote builds", { maxJobs: 0 });
+    }
+    reporter.planned(planned);
+    await runDag(todo, goals, failures, opts);
+  }
+
+  const results: TargetResult[] = targets.map((t) => {
+    const node = nodes.get(t.drvPath)!;
+    const outputs = wantedPaths(store, t.drvPath, t.outputs);
+    const status: TargetStatus =
+      node.state === 'valid' ? 'valid' : node.state === 'built' ? 'built' : node.state === 'cancelled' ? 'cancelled' : 'failed';
+    const r: TargetResult = { target: t, status, outputs };
+    if (node.result) {
+      if (node.result.error) r.error = node.result.error;
+      r.startTime = node.result.startTime;
+      r.stopTime = node.result.stopTime;
+      r.logPath = node.result.logPath;
+    }
+    return r;
+  });
+  if (opts.signal?.aborted) failures.push('interrupted');
+  return { targets: results, goals, exitCode: exitStatus(failures), planned };
+}
+
+async function runDag(todo: Node[], goals: Map<string, GoalResult>, failures: FailureKind[], opts: SchedulerOptions): Promise<void> {
+  const { store, reporter, settings } = opts;
+  const goalMod = await import('./goal.js');
+  const parts = opts.parts ?? (await goalMod.defaultParts());
+  const chooseBackend = opts.chooseBackend ?? (await import('../../backends/backend.js')).backendFor;
+  const slots = new Semaphore(Math.max(1, settings.maxJobs));
+  // Cancels every goal: Ctrl-C, or a failure without keep-going.
+  const cancel = new AbortController();
+  const onUserAbort = () => cancel.abort(new BuildInterrupted('interrupted by the user', {}));
+  if (opts.signal?.aborted) onUserAbort();
+  opts.signal?.addEventListener('abort', onUserAbort, { once: true });
+  let running = 0;
+  let finish!: () => void;
+  const allDone = new Promise<void>((r) => (finish = r));
+  let unsettled = todo.length;
+
+  const settle = (node: Node, state: NodeState, result?: GoalResult) => {
+    node.state = state;
+    if (result) {
+      node.result = result;
+      goals.set(node.drvPath, result);
+    }
+    unsettled--;
+    for (const d of node.dependents) {
+      if (d.state !== 'waiting') continue;
+      d.pending--;
+      if (state === 'failed') d.failedDeps++;
+      else if (state === 'cancelled') d.cancelledDeps++;
+      if (state === 'failed' && !opts.keepGoing) {
+        failDependent(d);
+        continue;
+      }
+      if (d.pending === 0) {
+        if (d.failedDeps > 0) failDependent(d);
+        else if (d.cancelledDeps > 0 || cancel.signal.aborted) settle(d, 'cancelled');
+        else start(d);
+      }
+    }
+    if (unsettled === 0 && running === 0) finish();
+  };
+
+  const failDependent = (d: Node) => {
+    if (d.state !== 'waiting') return;
+    const n = Math.max(1, d.failedDeps);
+    const err = new DependencyFailed(`${n} dependencies of derivation '${d.drvPath}' failed to build`, { drvPath: d.drvPath, failed: n });
+    const now = Date.now();
+    const result: GoalResult = {
+      drvPath: d.drvPath,
+      status: 'failed',
+      failure: 'dependency',
+      error: err,
+      outputs: new Map(),
+      startTime: now,
+      stopTime: now,
+      logPath: null,
+      logTail: [],
+      usage: null,
+    };
+    failures.push('dependency');
+    reporter.finished(result);
+    settle(d, 'failed', result);
+  };
+
+  const start = (node: Node) => {
+    node.state = 'running';
+    running++;
+    void runNode(node).then(
+      (result) => {
+        running--;
+        const cancelled = result.status === 'failed' && result.failure === 'interrupted' && cancel.signal.aborted;
+        if (cancelled) {
+          settle(node, 'cancelled', result);
+          return;
+        }
+        reporter.finished(result);
+        if (result.status === 'failed') {
+          failures.push(result.failure ?? 'misc');
+          // Without keep-going the first failure ends the run: kill the others.
+          if (!opts.keepGoing) cancel.abort(new BuildInterrupted('another build failed', {}));
+          settle(node, 'failed', result);
+        } else {
+          settle(node, 'built', result);
+        }
+      },
+      (e: unknown) => {
+        running--;
+        const now = Date.now();
+        const result: GoalResult = {
+          drvPath: node.drvPath,
+          status: 'failed',
+          failure: 'misc',
+          error: e instanceof Error ? e : new Error(String(e)),
+          outputs: new Map(),
+          startTime: now,
+          stopTime: now,
+          logPath: null,
+          logTail: [],
+          usage: null,
+        };
+        reporter.finished(result);
+        failures.push('misc');
+        if (!opts.keepGoing) cancel.abort(new BuildInterrupted('another build failed', {}));
+        settle(node, 'failed', result);
+      },
+    );
+  };
+
+  const goalFor = (drvPath: string, drv: Derivation, node: Node) =>
+    goalMod.runGoal({
+      store,
+      drvPath,
+      drv,
+      wantedOutputs: node.wanted,
+      mode: node.mode,
+      settings,
+      slots,
+      report: reporter,
+      signal: cancel.signal,
+      parts,
+      chooseBackend,
+      ...(opts.onRunning ? { onRunning: opts.onRunning } : {}),
+    });
+
+  const runNode = async (node: Node): Promise<GoalResult> => {
+    const resolve = await import('./resolve.js');
+    if (!resolve.needsResolution(node.drv)) return goalFor(node.drvPath, node.drv, node);
+    const started = Date.now();
+    let resolved;
+    let resolvedPath: string;
+    try {
+      resolved = resolve.resolveDerivation(store, node.drvPath, node.drv, parts.rewriteStrings);
+      resolvedPath = await resolve.writeResolved(store, resolved);
+    } catch (e) {
+      return {
+        drvPath: node.drvPath,
+        status: 'failed',
+        failure: 'misc',
+        error: e as Error,
+        outputs: new Map(),
+        startTime: started,
+        stopTime: Date.now(),
+        logPath: null,
+        logTail: [],
+        usage: null,
+      };
+    }
+    reporter.message(`resolved derivation: '${node.drvPath}' -> '${resolvedPath}'`);
+    const r = await goalFor(resolvedPath, resolved.drv, node);
+    if (r.status !== 'failed') {
+      resolve.recordOriginalRealisations(store, node.drvPath, node.drv, r.outputs, node.wanted);
+      const outs = new Map<string, string>();
+      for (const [name, p] of store.queryPartialDerivationOutputMap(node.drvPath)) if (p && store.isValidPath(p)) outs.set(name, p);
+      return { ...r, drvPath: node.drvPath, outputs: outs };
+    }
+    return { ...r, drvPath: node.drvPath };
+  };
+
+  for (const n of todo) if (n.pending === 0 && n.state === 'waiting') start(n);
+  if (unsettled === 0 && running === 0) finish();
+  try {
+    await allDone;
+  } finally {
+    opts.signal?.removeEventListener('abort', onUserAbort);
+  }
+}
