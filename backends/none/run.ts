@@ -6,7 +6,9 @@
 //   request is serialised by backends/linux/protocol.ts; the launcher server
 //   (backends/linux/server.ts) forks the monitor, as for sandboxed builds.
 // process-group: child_process.spawn in a new session; kill() signals the
-//   group and, on Linux, every process still in the builder's session.
+//   group and, on Linux, every process still in the builder's session or
+//   with its NIX_BUILD_TOP (a /proc scan). Nothing covers
+//   drvbox itself being killed with SIGKILL in this mode.
 import { spawn } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
@@ -102,14 +104,20 @@ class NamespaceBuild implements RunningBuild {
   }
 }
 
+let launcherModules: Promise<
+  [typeof import('../linux/protocol.js'), typeof import('../linux/launcher-path.js'), typeof import('../linux/spawn.js'), typeof import('../linux/server.js')]
+> | null = null;
+let launcherFound: ReturnType<typeof import('../linux/launcher-path.js').launcherStatus> | null = null;
+
 async function startInPidNamespace(spec: NoneSandboxSpec): Promise<RunningBuild | 'unavailable'> {
-  const [protocol, paths, spawner, server] = await Promise.all([
+  launcherModules ??= Promise.all([
     import('../linux/protocol.js'),
     import('../linux/launcher-path.js'),
     import('../linux/spawn.js'),
     import('../linux/server.js'),
   ]);
-  const status = paths.launcherStatus();
+  const [protocol, paths, spawner, server] = await launcherModules;
+  const status = (launcherFound ??= paths.launcherStatus());
   if (!status.ok) {
     pidNamespaceBroken = `the Linux launcher is not built: ${status.reason}`;
     return 'unavailable';
@@ -156,8 +164,14 @@ async function startInPidNamespace(spec: NoneSandboxSpec): Promise<RunningBuild 
   return new NamespaceBuild(proc, pidLine.pid ?? 0, protocol.parseResultLine);
 }
 
-/** Pids of the processes in session `sid` (Linux /proc), excluding zombies. */
-function sessionMembers(sid: number): number[] {
+/**
+ * Pids of the processes that belong to a build (Linux /proc): in the
+ * builder's session, or carrying its NIX_BUILD_TOP (a fresh directory) in
+ * their environment. The latter catches a process that started its own
+ * session (setsid) to escape the process group, unless it also cleared its
+ * environment. (Working in the build dir is no sign: a user may look there.)
+ */
+function buildMembers(sid: number, buildDir: string): number[] {
   const res: number[] = [];
   let names: string[];
   try {
@@ -165,15 +179,23 @@ function sessionMembers(sid: number): number[] {
   } catch {
     return res;
   }
+  const marker = Buffer.from(`NIX_BUILD_TOP=${buildDir}\0`);
   for (const n of names) {
-    if (!/^\d+$/.test(n)) continue;
+    if (!/^\d+$/.test(n) || Number(n) === process.pid) continue;
     try {
       const stat = readFileSync(`/proc/${n}/stat`, 'latin1');
       // pid (comm) state ppid pgrp session ...; comm may contain spaces and parens.
       const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      if (fields[0] !== 'Z' && Number(fields[3]) === sid) res.push(Number(n));
+      if (fields[0] === 'Z') continue;
+      if (Number(fields[3]) === sid) {
+        res.push(Number(n));
+        continue;
+      }
+      const env = readFileSync(`/proc/${n}/environ`);
+      const at = env.indexOf(marker);
+      if (at === 0 || (at > 0 && env[at - 1] === 0)) res.push(Number(n));
     } catch {
-      // gone meanwhile
+      // gone meanwhile, or not readable (another user's)
     }
   }
   return res;
@@ -239,11 +261,16 @@ class GroupBuild implements RunningBuild {
       // no such group any more
     }
     if (process.platform === 'linux') {
-      for (const p of sessionMembers(this.pid)) {
-        try {
-          process.kill(p, 'SIGKILL');
-        } catch {
-          // gone
+      // Repeat: a process may fork while we kill.
+      for (let round = 0; round < 10; round++) {
+        const left = buildMembers(this.pid, this.spec.cwd);
+        if (left.length === 0) break;
+        for (const p of left) {
+          try {
+            process.kill(p, 'SIGKILL');
+          } catch {
+            // gone
+          }
         }
       }
     }

@@ -4,6 +4,7 @@
 // mkdir fails on anything already there (a file, a symlink planted by
 // someone else), so the counter simply moves on; nothing is followed.
 import { chmodSync, lstatSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
+import { chmod, mkdir, rm, rmdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { BuildDirFailed } from './errors-run.js';
 
@@ -26,6 +27,34 @@ export function makeBuildDir(parent: string, drvName: string): string {
     }
   }
   throw new BuildDirFailed(`cannot find a free build directory name under '${parent}'`, { path: parent });
+}
+
+/** makeBuildDir off the event loop. */
+export async function makeBuildDirAsync(parent: string, drvName: string): Promise<string> {
+  const prefix = `nix-build-${drvName}.drv-`;
+  for (let tries = 0; tries < 100000; tries++) {
+    const dir = join(parent, prefix + String(counter++));
+    try {
+      await mkdir(dir, { mode: 0o700 });
+      if (umaskHidesOwnerBits()) await chmod(dir, 0o700);
+      return dir;
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === 'EEXIST') continue;
+      throw new BuildDirFailed(`cannot create the build directory '${dir}': ${(e as Error).message}`, { path: dir, errno: code });
+    }
+  }
+  throw new BuildDirFailed(`cannot find a free build directory name under '${parent}'`, { path: parent });
+}
+
+let ownerMasked: boolean | null = null;
+function umaskHidesOwnerBits(): boolean {
+  if (ownerMasked === null) {
+    const m = process.umask(0o022);
+    process.umask(m);
+    ownerMasked = (m & 0o700) !== 0;
+  }
+  return ownerMasked;
 }
 
 /**
@@ -61,5 +90,21 @@ export function removeBuildDir(dir: string): void {
   } catch {
     fix(dir);
     rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** removeBuildDir off the event loop (the usual case: nothing read-only inside). */
+export async function removeBuildDirAsync(dir: string): Promise<void> {
+  try {
+    // Most build dirs are empty at the end (or hold a few files): try the one syscall first.
+    await rmdir(dir);
+    return;
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return;
+  }
+  try {
+    await rm(dir, { recursive: true, force: true });
+  } catch {
+    removeBuildDir(dir);
   }
 }

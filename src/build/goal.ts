@@ -34,7 +34,7 @@ import { isStorePath } from '../format/store-path.js';
 import type { LocalStore } from '../store/local-store.js';
 import type { PathLocks } from '../store/path-locks.js';
 import { deletePath } from '../store/fs-util.js';
-import { makeBuildDir, removeBuildDir } from './build-dir.js';
+import { makeBuildDirAsync, removeBuildDirAsync } from './build-dir.js';
 import type { Desugared, DesugarInput } from './desugar.js';
 import type { PathInfoLike } from './export-references-graph.js';
 import { DrvAttrs } from './drv-attrs.js';
@@ -479,7 +479,7 @@ export async function runGoal(g: GoalInput): Promise<GoalResult> {
 
     const logPath = drvLogPath(store.layout.drvLogDir, drvPath);
     result.logPath = logPath;
-    log = new BuildLog(logPath, { onChunk: (c) => report.chunk(drvPath, c) });
+    log = await BuildLog.open(logPath, { onChunk: (c) => report.chunk(drvPath, c) });
     const addedPaths = new Set<string>();
     throwIfAborted(signal, drvPath);
 
@@ -518,7 +518,7 @@ export async function runGoal(g: GoalInput): Promise<GoalResult> {
       }
     } else {
       const be = backend!;
-      buildDir = makeBuildDir(settings.buildDir, drv.name);
+      buildDir = await makeBuildDirAsync(settings.buildDir, drv.name);
       const buildDirSandbox = be.buildDirInSandbox(buildDir, settings.backendSettings);
       let desugared: Desugared;
       try {
@@ -720,18 +720,6 @@ export async function runGoal(g: GoalInput): Promise<GoalResult> {
         report.message(`warning: cleaning up the sandbox of '${drvPath}': ${(e as Error).message}`);
       }
     }
-    if (buildDir) {
-      try {
-        if (!succeeded && settings.keepFailed) {
-          result.keptBuildDir = buildDir;
-          report.message(`note: keeping build directory '${buildDir}'`);
-        } else {
-          removeBuildDir(buildDir);
-        }
-      } catch (e) {
-        report.message(`warning: removing build directory '${buildDir}': ${(e as Error).message}`);
-      }
-    }
     if (!succeeded && plan && !settings.keepFailed) {
       try {
         for (const o of plan.outputs.values()) if (!isValid(o.scratchPath)) deletePath(real(o.scratchPath));
@@ -747,6 +735,21 @@ export async function runGoal(g: GoalInput): Promise<GoalResult> {
         // closing the fds drops the locks anyway
       }
     }
-    if (slotHeld) g.slots.release();
+    if (slotHeld) {
+      slotHeld = false;
+      g.slots.release();
+    }
+    if (buildDir) {
+      try {
+        if (!succeeded && settings.keepFailed) {
+          result.keptBuildDir = buildDir;
+          report.message(`note: keeping build directory '${buildDir}'`);
+        } else {
+          await removeBuildDirAsync(buildDir);
+        }
+      } catch (e) {
+        report.message(`warning: removing build directory '${buildDir}': ${(e as Error).message}`);
+      }
+    }
   }
 }

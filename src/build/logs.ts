@@ -8,7 +8,8 @@
 // few lines, each capped, for progress display and failure messages. Lines
 // are cut as Nix cuts them: `\n` ends a line, `\r` moves back to its start
 // so that the next text overwrites it (progress bars).
-import { closeSync, existsSync, mkdirSync, openSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, open, openSync, writeSync } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 
 /** How much of one line is kept in memory (the log file keeps everything). */
@@ -55,6 +56,9 @@ export interface BuildLogOptions {
  * being written, and a byte count. Not thread-safe; called from 'data'
  * handlers, one chunk at a time.
  */
+/** Log subdirectories known to exist (there are at most 32*32). */
+const madeDirs = new Set<string>();
+
 export class BuildLog {
   bytes = 0;
   private fd: number | null = null;
@@ -63,16 +67,39 @@ export class BuildLog {
   /** The current (unterminated) line, capped at MAX_KEPT_LINE. */
   private partial = '';
 
+  /** `fd`: the log file opened by open(); else the file is opened here (synchronously). */
   constructor(
     readonly path: string | null,
     private readonly opts: BuildLogOptions = {},
+    fd?: number,
   ) {
     this.tailMax = opts.tailLines ?? DEFAULT_TAIL_LINES;
-    if (path) {
+    if (fd !== undefined) this.fd = fd;
+    else if (path) {
       mkdirSync(dirname(path), { recursive: true });
       // Truncate: a rebuild replaces the old log, as in Nix.
       this.fd = openSync(path, 'w', 0o644);
     }
+  }
+
+  /** Opens the log file off the event loop (many builds start at once). */
+  static async open(path: string, opts: BuildLogOptions = {}): Promise<BuildLog> {
+    // The callback API hands out a plain fd (a FileHandle would close it when collected).
+    const openFd = () => new Promise<number>((resolve, reject) => open(path, 'w', 0o644, (e, f) => (e ? reject(e) : resolve(f))));
+    const dir = dirname(path);
+    let fd: number;
+    if (madeDirs.has(dir)) fd = await openFd();
+    else {
+      try {
+        fd = await openFd();
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+        await mkdir(dir, { recursive: true });
+        fd = await openFd();
+      }
+      madeDirs.add(dir);
+    }
+    return new BuildLog(path, opts, fd);
   }
 
   write(chunk: Uint8Array): void {

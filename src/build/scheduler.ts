@@ -16,6 +16,7 @@
 //
 // Nothing heavy loads when every target is already valid: the goal (and with
 // it the backends, the launcher, koffi) is imported on the first build.
+import { setMaxListeners } from 'node:events';
 import type { BackendChoice, BackendForInput } from '../../backends/backend.js';
 import { isBuiltin, type Derivation } from '../format/derivation.js';
 import type { LocalStore } from '../store/local-store.js';
@@ -270,10 +271,23 @@ async function runDag(todo: Node[], goals: Map<string, GoalResult>, failures: Fa
   const { store, reporter, settings } = opts;
   const goalMod = await import('./goal.js');
   const parts = opts.parts ?? (await goalMod.defaultParts());
-  const chooseBackend = opts.chooseBackend ?? (await import('../../backends/backend.js')).backendFor;
+  const backendFor = opts.chooseBackend ?? (await import('../../backends/backend.js')).backendFor;
+  // The choice depends on few inputs: decide once per combination. Choices
+  // with a warning are not reused: it names the derivation and is printed for each.
+  const choices = new Map<string, BackendChoice>();
+  const chooseBackend = async (i: BackendForInput): Promise<BackendChoice> => {
+    const key = JSON.stringify([i.sandboxMode, i.noChroot, i.sandboxedDerivation, i.additionalSandboxProfile ?? '', i.storeDir, i.realStoreDir]);
+    const known = choices.get(key);
+    if (known) return known;
+    const c = await backendFor(i);
+    if (c.warning === null) choices.set(key, c);
+    return c;
+  };
   const slots = new Semaphore(Math.max(1, settings.maxJobs));
   // Cancels every goal: Ctrl-C, or a failure without keep-going.
   const cancel = new AbortController();
+  // Every waiting goal listens to it.
+  setMaxListeners(0, cancel.signal);
   const onUserAbort = () => cancel.abort(new BuildInterrupted('interrupted by the user', {}));
   if (opts.signal?.aborted) onUserAbort();
   opts.signal?.addEventListener('abort', onUserAbort, { once: true });
