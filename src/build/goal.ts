@@ -167,6 +167,8 @@ export interface GoalInput {
   onRunning?(g: RunningGoal): void;
   /** The caller's environment (impureEnvVars of fixed-output derivations); default process.env. */
   callerEnv?: Record<string, string>;
+  /** The purity check's path (tests); default /homeless-shelter. */
+  homelessShelter?: string;
 }
 
 const SIGNAL_TEXT: Record<string, string> = {
@@ -441,12 +443,11 @@ export async function runGoal(g: GoalInput): Promise<GoalResult> {
       result.backend = 'builtin';
     }
     const needsHashRewrite = builtin || backend!.caps.needsHashRewrite;
-    if (needsHashRewrite && existsSync(HOMELESS_SHELTER)) {
+    const home = g.homelessShelter ?? HOMELESS_SHELTER;
+    if (needsHashRewrite && existsSync(home)) {
       fail(
         'misc',
-        new HomeDirExists(`home directory '${HOMELESS_SHELTER}' exists; please remove it to assure purity of builds without sandboxing`, {
-          path: HOMELESS_SHELTER,
-        }),
+        new HomeDirExists(`home directory '${home}' exists; please remove it to assure purity of builds without sandboxing`, { path: home }),
       );
     }
 
