@@ -1,14 +1,22 @@
 // The failures of preparing a build (desugaring the derivation, the
 // pre-build hook) and of registering its outputs. Messages follow Nix 2.8's
-// wording so differential tests can compare them; exit codes follow
-// nix-build: 100 a build failed, 102 a fixed-output hash mismatch, 104 not
-// deterministic, 1 bad input that Nix reports as a plain error.
+// wording so differential tests can compare them; exit codes are the ones
+// nix-build gives for the same failure (measured with Nix 2.8: see
+// test/fixtures/build/failures.json): 100 an input rejected while preparing,
+// 102 a fixed-output hash mismatch, 104 not deterministic, 1 a rejected
+// output or bad input that Nix reports as a plain error.
 import { defineError } from '../errors.js';
 
 /** Base status of a failed build (Nix's worker mask 0x60 | 0x04). */
 export const EXIT_BUILD_FAILED = 100;
 export const EXIT_HASH_MISMATCH = 102;
 export const EXIT_NOT_DETERMINISTIC = 104;
+/**
+ * An output the registration rejects (missing, bad permissions, a cycle, a
+ * failed output check, ...): Nix 2.8 records BuildResult::OutputRejected,
+ * which sets no bit of nix-build's exit status, so it exits with 1.
+ */
+export const EXIT_OUTPUT_REJECTED = 1;
 
 // ---- desugaring ------------------------------------------------------------
 
@@ -44,15 +52,15 @@ export class PreBuildHookFailed extends defineError('PreBuildHookFailed', 'E_PRE
 
 /** The builder did not create an output. */
 export class OutputMissing extends defineError('OutputMissing', 'E_OUTPUT_MISSING') {
-  override exitCode = EXIT_BUILD_FAILED;
+  override exitCode = EXIT_OUTPUT_REJECTED;
 }
 /** An output that is group/world-writable or owned by someone other than the build user. */
 export class OutputBadPermissions extends defineError('OutputBadPermissions', 'E_OUTPUT_BAD_PERMISSIONS') {
-  override exitCode = EXIT_BUILD_FAILED;
+  override exitCode = EXIT_OUTPUT_REJECTED;
 }
 /** Outputs that refer to each other in a cycle. */
 export class ReferenceCycleInOutputs extends defineError('ReferenceCycleInOutputs', 'E_OUTPUT_REFERENCE_CYCLE') {
-  override exitCode = EXIT_BUILD_FAILED;
+  override exitCode = EXIT_OUTPUT_REJECTED;
 }
 /** A fixed output whose content hash is not the one the derivation states (registered under its actual path first). */
 export class FixedOutputHashMismatch extends defineError('FixedOutputHashMismatch', 'E_FIXED_OUTPUT_HASH_MISMATCH') {
@@ -60,31 +68,31 @@ export class FixedOutputHashMismatch extends defineError('FixedOutputHashMismatc
 }
 /** A fixed output that refers to other store paths. */
 export class FixedOutputHasReferences extends defineError('FixedOutputHasReferences', 'E_FIXED_OUTPUT_REFERENCES') {
-  override exitCode = EXIT_BUILD_FAILED;
+  override exitCode = EXIT_OUTPUT_REJECTED;
 }
 /** A flat or text content-addressed output that is not a regular non-executable file. */
 export class CaOutputNotRegularFile extends defineError('CaOutputNotRegularFile', 'E_CA_OUTPUT_NOT_REGULAR_FILE') {
-  override exitCode = EXIT_BUILD_FAILED;
+  override exitCode = EXIT_OUTPUT_REJECTED;
 }
 /** A content-addressed output whose references its method cannot express (flat or text with a self-reference, ...). */
 export class CaOutputIllegalReferences extends defineError('CaOutputIllegalReferences', 'E_CA_OUTPUT_ILLEGAL_REFERENCES') {
-  override exitCode = EXIT_BUILD_FAILED;
+  override exitCode = EXIT_OUTPUT_REJECTED;
 }
 /** An output refers to (or requires) paths its output checks forbid. */
 export class OutputCheckFailed extends defineError('OutputCheckFailed', 'E_OUTPUT_CHECK_FAILED') {
-  override exitCode = EXIT_BUILD_FAILED;
+  override exitCode = EXIT_OUTPUT_REJECTED;
 }
 /** maxSize of outputChecks exceeded. */
 export class OutputTooLarge extends defineError('OutputTooLarge', 'E_OUTPUT_TOO_LARGE') {
-  override exitCode = EXIT_BUILD_FAILED;
+  override exitCode = EXIT_OUTPUT_REJECTED;
 }
 /** maxClosureSize of outputChecks exceeded. */
 export class OutputClosureTooLarge extends defineError('OutputClosureTooLarge', 'E_OUTPUT_CLOSURE_TOO_LARGE') {
-  override exitCode = EXIT_BUILD_FAILED;
+  override exitCode = EXIT_OUTPUT_REJECTED;
 }
 /** An output-check specifier that is neither a store path nor an output name. */
 export class IllegalReferenceSpecifier extends defineError('IllegalReferenceSpecifier', 'E_ILLEGAL_REFERENCE_SPECIFIER') {
-  override exitCode = EXIT_BUILD_FAILED;
+  override exitCode = EXIT_OUTPUT_REJECTED;
 }
 /** --check built an output that differs from the valid one. */
 export class NotDeterministic extends defineError('NotDeterministic', 'E_NOT_DETERMINISTIC') {
@@ -94,5 +102,5 @@ export class NotDeterministic extends defineError('NotDeterministic', 'E_NOT_DET
 export class CheckNeedsValidOutputs extends defineError('CheckNeedsValidOutputs', 'E_CHECK_NEEDS_VALID_OUTPUTS') {}
 /** The plan and the derivation disagree (an output without a scratch path, a deferred output). */
 export class RegisterInternalError extends defineError('RegisterInternalError', 'E_REGISTER_INTERNAL') {
-  override exitCode = EXIT_BUILD_FAILED;
+  override exitCode = EXIT_OUTPUT_REJECTED;
 }

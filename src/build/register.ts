@@ -35,8 +35,7 @@ import { createHash, type Hash as NodeHash } from 'node:crypto';
 import { compareUtf8, sortedUtf8, type Derivation, type DerivationOutput } from '../format/derivation.js';
 import { formatHash, hashEquals, type Hash, type HashAlgo } from '../format/hash.js';
 import { NAR_BYTES } from '../format/nar-writer.js';
-import { HashPartTable, RefScanner } from '../format/refscan.js';
-import { HashModuloSink, HashRewriter } from '../format/rewrite.js';
+import { HashPartTable, IS_NIX32, RefScanner, scanWindows } from '../format/refscan.js';
 import {
   BadStorePath,
   makeContentAddressedPath,
@@ -116,6 +115,174 @@ const S_IXUSR = 0o100;
 const FLAT_CONTENTS_OFFSET = NAR_BYTES.magic.length + NAR_BYTES.regularNode.length + 8;
 
 // ---- streaming passes --------------------------------------------------------------
+//
+// The passes read the NAR in the reused chunks of streamNar and rewrite hash
+// parts inside those chunks (the chunk is ours until the callback returns),
+// so a pass allocates nothing per chunk: memory stays flat whatever the size
+// of the output (HashRewriter copies each chunk it changes).
+
+const HASH_LEN = 32;
+
+/**
+ * Replaces 32-byte hash parts in the caller's chunks, in place: leftmost,
+ * non-overlapping matches, as HashRewriter (and Nix). Up to 31 trailing
+ * bytes that could start a match are held back until the next chunk.
+ */
+export class InPlaceRewriter {
+  private readonly table: HashPartTable;
+  private readonly reps: Uint8Array;
+  private readonly tail = new Uint8Array(HASH_LEN - 1);
+  private tailLen = 0;
+  /** tail + the first 31 bytes of the next chunk. */
+  private readonly joint = new Uint8Array(2 * (HASH_LEN - 1));
+  /** Bytes emitted so far. */
+  offset = 0;
+  matches = 0;
+
+  constructor(
+    rewrites: ReadonlyMap<string, string>,
+    private readonly onMatch?: (offset: number) => void,
+  ) {
+    const m = new Map([...rewrites].filter(([a, b]) => a !== b));
+    this.table = new HashPartTable(m.keys());
+    this.reps = new Uint8Array(this.table.size * HASH_LEN);
+    this.table.parts.forEach((from, k) => this.reps.set(Buffer.from(m.get(from)!, 'latin1'), k * HASH_LEN));
+  }
+
+  get active(): boolean {
+    return this.table.size > 0;
+  }
+
+  private replace(buf: Uint8Array, i: number, k: number, streamOffset: number): number {
+    buf.set(this.reps.subarray(k * HASH_LEN, (k + 1) * HASH_LEN), i);
+    this.matches++;
+    this.onMatch?.(streamOffset);
+    return i + HASH_LEN;
+  }
+
+  /** Rewrites `chunk` in place and passes the finished bytes to `emit` (views; use them before returning). */
+  update(chunk: Uint8Array, emit: (bytes: Uint8Array) => void): void {
+    if (this.table.size === 0) {
+      this.offset += chunk.length;
+      if (chunk.length > 0) emit(chunk);
+      return;
+    }
+    let c = chunk;
+    if (this.tailLen > 0 && c.length < HASH_LEN) {
+      // A short chunk: join it to the tail (a few bytes) and go on as if it were one chunk.
+      const merged = new Uint8Array(this.tailLen + c.length);
+      merged.set(this.tail.subarray(0, this.tailLen));
+      merged.set(c, this.tailLen);
+      this.tailLen = 0;
+      c = merged;
+    }
+    const n = c.length;
+    const t = this.tailLen;
+    let skip = 0;
+    if (t > 0) {
+      // Windows that start in the tail and end in this chunk (n >= 32 here).
+      const j = this.joint;
+      j.set(this.tail.subarray(0, t));
+      j.set(c.subarray(0, HASH_LEN - 1), t);
+      let lastEnd = 0;
+      scanWindows(j, 0, t + HASH_LEN - 1, this.table, (i, k) => (lastEnd = this.replace(j, i, k, this.offset + i)));
+      if (lastEnd > 0) {
+        this.tail.set(j.subarray(0, t));
+        c.set(j.subarray(t, lastEnd), 0);
+        skip = lastEnd - t;
+      }
+      emit(this.tail.subarray(0, t));
+      this.offset += t;
+      this.tailLen = 0;
+    }
+    let lastEnd = skip;
+    const base = this.offset;
+    scanWindows(c, skip, n, this.table, (i, k) => (lastEnd = this.replace(c, i, k, base + i)));
+    // Hold back the nix32 suffix (at most 31 bytes, none of a replacement).
+    let keepFrom = n;
+    const stop = Math.max(n - (HASH_LEN - 1), lastEnd);
+    while (keepFrom > stop && IS_NIX32[c[keepFrom - 1]!] === 1) keepFrom--;
+    if (keepFrom > 0) emit(c.subarray(0, keepFrom));
+    this.offset += keepFrom;
+    this.tail.set(c.subarray(keepFrom, n));
+    this.tailLen = n - keepFrom;
+  }
+
+  /** Emits the held-back bytes; call once at the end. */
+  flush(emit: (bytes: Uint8Array) => void): void {
+    if (this.tailLen > 0) emit(this.tail.subarray(0, this.tailLen));
+    this.offset += this.tailLen;
+    this.tailLen = 0;
+  }
+}
+
+/**
+ * The content hash of a CA output modulo its own hash part, as Nix's
+ * HashModuloSink (every occurrence hashed as 32 NUL bytes, then `|<offset>`
+ * per occurrence), zeroing in place. Offsets are kept delta-encoded.
+ */
+export class InPlaceModuloHasher {
+  private readonly hash: NodeHash;
+  private readonly rw: InPlaceRewriter;
+  private offsets = new Uint8Array(1024);
+  private offsetsLen = 0;
+  private last = 0;
+  private count = 0;
+  private readonly sink = (b: Uint8Array) => this.hash.update(b);
+
+  constructor(
+    readonly algo: HashAlgo,
+    modulus: string,
+  ) {
+    this.hash = createHash(algo);
+    this.rw = new InPlaceRewriter(new Map([[modulus, '\0'.repeat(HASH_LEN)]]), (off) => this.record(off));
+  }
+
+  private record(off: number): void {
+    if (this.offsetsLen + 10 > this.offsets.length) {
+      const grown = new Uint8Array(this.offsets.length * 2);
+      grown.set(this.offsets);
+      this.offsets = grown;
+    }
+    let d = off - this.last;
+    this.last = off;
+    while (d >= 0x80) {
+      this.offsets[this.offsetsLen++] = (d % 0x80) | 0x80;
+      d = Math.floor(d / 0x80);
+    }
+    this.offsets[this.offsetsLen++] = d;
+    this.count++;
+  }
+
+  update(chunk: Uint8Array): void {
+    this.rw.update(chunk, this.sink);
+  }
+
+  finish(): { hash: Hash; selfReferences: number } {
+    this.rw.flush(this.sink);
+    let text = '';
+    let at = 0;
+    let off = 0;
+    for (let m = 0; m < this.count; m++) {
+      let d = 0;
+      let mul = 1;
+      for (;;) {
+        const b = this.offsets[at++]!;
+        d += (b & 0x7f) * mul;
+        if (b < 0x80) break;
+        mul *= 0x80;
+      }
+      off += d;
+      text += '|' + off;
+      if (text.length >= 1 << 16) {
+        this.hash.update(text, 'latin1');
+        text = '';
+      }
+    }
+    if (text !== '') this.hash.update(text, 'latin1');
+    return { hash: { algo: this.algo, digest: this.hash.digest() }, selfReferences: this.count };
+  }
+}
 
 interface ScanOptions {
   table: HashPartTable | null;
@@ -136,10 +303,11 @@ interface ScanResult {
 async function scanPass(real: string, o: ScanOptions): Promise<ScanResult> {
   const scanner = o.table ? new RefScanner(o.table) : null;
   const raw: NodeHash | null = o.rawHash ? createHash('sha256') : null;
-  const mod = o.modulo ? new HashModuloSink(o.modulo.algo, o.modulo.modulus) : null;
+  const mod = o.modulo ? new InPlaceModuloHasher(o.modulo.algo, o.modulo.modulus) : null;
   const flat = o.modulo?.flatSize ?? null;
-  const rw = o.rewrites && o.rewrites.size > 0 ? new HashRewriter(new Map(o.rewrites)) : null;
+  const rw = o.rewrites ? new InPlaceRewriter(o.rewrites) : null;
   let pos = 0;
+  // The scanner and the NAR hash see each chunk before the modulo hasher zeroes its self-references.
   const feed = (c: Uint8Array): void => {
     scanner?.update(c);
     raw?.update(c);
@@ -154,36 +322,25 @@ async function scanPass(real: string, o: ScanOptions): Promise<ScanResult> {
     }
     pos += c.length;
   };
-  const narSize = await streamNar(real, (c) => {
-    if (rw) {
-      const out = rw.update(c);
-      if (out.length > 0) feed(out);
-    } else feed(c);
-  });
-  if (rw) {
-    const rest = rw.flush();
-    if (rest.length > 0) feed(rest);
-  }
+  const narSize = await streamNar(real, (c) => (rw ? rw.update(c, feed) : feed(c)));
+  rw?.flush(feed);
   const m = mod?.finish() ?? null;
   return {
     found: scanner?.found() ?? new Set(),
     narSize,
     rawHash: raw ? { algo: 'sha256', digest: raw.digest() } : null,
-    modulo: m ? { hash: m.hash, selfReferences: m.selfReferences } : null,
+    modulo: m,
   };
 }
 
-/** Streams the NAR of `src` through the rewriter into a new tree at `dest`, hashing the result. */
+/** Streams the NAR of `src` through the rewrites into a new tree at `dest`, hashing the result, in one pass. */
 async function rewritePass(src: string, dest: string, rewrites: ReadonlyMap<string, string>): Promise<{ narHash: Hash; narSize: number }> {
-  const rw = new HashRewriter(new Map(rewrites));
+  const rw = new InPlaceRewriter(rewrites);
   const sink = new NarBytesSink(dest);
+  const push = (b: Uint8Array) => sink.push(b);
   try {
-    await streamNar(src, (c) => {
-      const out = rw.update(c);
-      if (out.length > 0) sink.push(out);
-    });
-    const rest = rw.flush();
-    if (rest.length > 0) sink.push(rest);
+    await streamNar(src, (c) => rw.update(c, push));
+    rw.flush(push);
     const r = sink.finish();
     return { narHash: r.hashes.get('sha256')!, narSize: r.narSize };
   } catch (e) {
@@ -340,7 +497,7 @@ export async function registerOutputs(input: RegisterInput): Promise<Map<string,
           output: name,
         });
       }
-      if (mode !== 'check' && entry.finalPath !== null && store.isValidPath(entry.finalPath)) {
+      if (mode === 'normal' && entry.finalPath !== null && store.isValidPath(entry.finalPath)) {
         states.set(name, { kind: 'already', entry, finalPath: entry.finalPath });
         continue;
       }
@@ -587,11 +744,16 @@ async function finishRegister(
     for (const p of processed) {
       const dest = store.toRealPath(p.finalPath);
       if (dest === p.content) continue;
-      if (mode === 'repair' && existsOrLink(dest)) {
-        const old = `${dest}.drvbox-old-${process.pid}`;
-        deletePath(old);
-        renameSync(dest, old);
-        replaced.push({ dest, old });
+      if (mode === 'repair') {
+        // Keep the old copy aside until the new one is registered.
+        if (existsOrLink(dest)) {
+          const old = `${dest}.drvbox-old-${process.pid}`;
+          deletePath(old);
+          renameSync(dest, old);
+          replaced.push({ dest, old });
+        } else {
+          moved.push(dest);
+        }
         await movePath(p.content, dest);
       } else if (store.isValidPath(p.finalPath)) {
         // The same CA path was produced by someone else already.

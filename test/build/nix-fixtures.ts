@@ -133,15 +133,19 @@ export function generateFixtures(): void {
     const registered: PrepareMeta['registered'] = {};
     for (const a of CA_ATTRS) {
       const drv = attrs[a]!;
+      // The derivation Nix builds is the resolved one (CA: inputDrvs replaced by
+      // their outputs), which also names the scratch paths: take the deriver.
       const built = JSON.parse(nix.run('nix', ['build', '--json', '--no-link', '-f', prepareNix, a], { env }).stdout.toString()) as Array<{
-        drvPath: string;
         outputs: Record<string, string>;
       }>;
+      const outInfo = pathInfos.find((i) => i.path === built[0]!.outputs['out']);
+      if (!outInfo?.deriver) throw new Error(`output of ${drv} has no deriver in Nix's store`);
+      const drvName = basename(drv).slice(33, -4);
       const byName: Record<string, NixPathInfo> = {};
-      for (const [o, p] of Object.entries(built[0]!.outputs)) {
-        const info = pathInfos.find((i) => i.path === p);
-        if (!info) throw new Error(`output ${o} of ${drv} (${p}) is not valid in Nix's store`);
-        byName[o] = info;
+      for (const info of pathInfos) {
+        if (info.deriver !== outInfo.deriver) continue;
+        const rest = basename(info.path).slice(33);
+        byName[rest === drvName ? 'out' : rest.slice(drvName.length + 1)] = info;
       }
       registered[a] = byName;
     }
