@@ -8,6 +8,7 @@
 // `-v` streams every builder's output as `<name>> line` (both tty and plain).
 // A failure prints Nix's message, the last log lines (unless they were
 // streamed) and where the full log is.
+import { writeSync } from 'node:fs';
 import { basename } from 'node:path';
 import type { GoalResult } from './goal.js';
 import type { BuildLog } from './logs.js';
@@ -22,6 +23,27 @@ export interface ProgressOptions {
   tty?: boolean;
   /** The command that prints a log, for failure messages. */
   logCommand?: string;
+}
+
+/**
+ * Writes to fd 2 synchronously, waiting while a pipe is full: stderr through
+ * a slow reader must slow the builders down (their log is read no faster),
+ * not pile up in memory as process.stderr.write would.
+ */
+function writeStderr(text: string): void {
+  const buf = Buffer.from(text, 'utf8');
+  let off = 0;
+  let pause: Int32Array | null = null;
+  while (off < buf.length) {
+    try {
+      off += writeSync(2, buf, off, buf.length - off);
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code !== 'EAGAIN') return; // a closed stderr: nothing to show any more
+      pause ??= new Int32Array(new SharedArrayBuffer(4));
+      Atomics.wait(pause, 0, 0, 2);
+    }
+  }
 }
 
 const MIN_REDRAW_MS = 100;
@@ -88,7 +110,19 @@ export class Progress implements Reporter {
   private closed = false;
 
   constructor(private readonly opts: ProgressOptions) {
-    this.out = opts.stream ?? process.stderr;
+    this.out = opts.stream ?? {
+      write: (text: string) => {
+        writeStderr(text);
+        return true;
+      },
+      isTTY: process.stderr.isTTY,
+      get columns() {
+        return process.stderr.columns;
+      },
+      get rows() {
+        return process.stderr.rows;
+      },
+    };
     this.tty = !opts.quiet && (opts.tty ?? Boolean((this.out as { isTTY?: boolean }).isTTY));
   }
 

@@ -57,13 +57,14 @@ export async function addDerivationFile(store: LocalStore, file: string): Promis
   }
   const storeDir = store.storeDir;
   if (file.endsWith('.drv')) {
-    let name = basename(file).slice(0, -'.drv'.length);
+    let name: string | null = null;
     try {
       name = parseStorePathBaseName(basename(file)).name.slice(0, -'.drv'.length);
     } catch {
-      // not named like a store path: the file name is the derivation name
+      // not named like a store path: the name nix-instantiate put in env.name, else the file name
     }
-    const drv = parseDerivation(text, name, { storeDir });
+    const drv = parseDerivation(text, name ?? basename(file).slice(0, -'.drv'.length), { storeDir });
+    if (name === null && drv.env.get('name')) drv.name = drv.env.get('name')!;
     validateDerivation(drv, { storeDir });
     const drvPath = derivationPath(drv, storeDir);
     if (store.isValidPath(drvPath)) return [drvPath];

@@ -127,6 +127,15 @@ export function register(cli: CAC, ctx: () => CliContext): void {
       'Build derivations: .drv store paths (optionally ^out,dev or ^*), .drv files or derivation .json files (added to the store first). ' +
         'Prints the output paths, one a line. Exit status as nix-build: 0 ok, 1 bad input, 100 a build failed (+1 timeout, +2 fixed-output hash mismatch, +4 not deterministic)',
     )
+    .usage(
+      'build TARGET... [options]\n\n' +
+        '  TARGET: a .drv store path (with ^out,dev or ^* to pick outputs; all by default), a .drv file or a derivation .json file\n' +
+        '  (both are added to the store first). Prints the output paths, one a line (targets in order, out first).\n' +
+        '  Exit status as nix-build: 0 ok, 1 bad input or a failure that is not a build failure,\n' +
+        '  100 a build failed (+1 timeout, +2 fixed-output hash mismatch, +4 not deterministic).',
+    )
+    .example('drvbox build ./hello.json')
+    .example('drvbox build /nix/store/...-multi.drv^out,dev --out-link result --sandbox relaxed')
     .option('-j, --max-jobs <n>', 'Builds run at once (a number or auto) [setting max-jobs]')
     .option('--cores <n>', 'NIX_BUILD_CORES of each build; 0 = all CPUs [setting cores]')
     .option('--sandbox <mode>', 'true, false or relaxed [setting sandbox]')

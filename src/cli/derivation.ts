@@ -10,6 +10,7 @@ export function register(cli: CAC, ctx: () => CliContext): void {
       'derivation add [...files]',
       'Write derivations from .json files (completed as nix-instantiate would: output paths and their env values) or .drv files into the store; prints each .drv path',
     )
+    .usage('derivation add FILE...\n\n  FILE: a .json derivation (see the README; a keyed file may hold several) or an ATerm .drv file. Prints each .drv path.')
     .action(act('derivation add', async (files: string[]) => {
       if (files.length === 0) throw new UsageError("'derivation add' needs a .json or .drv file");
       const c = ctx();
@@ -25,6 +26,7 @@ export function register(cli: CAC, ctx: () => CliContext): void {
       'derivation show [...paths]',
       "Print derivations as JSON keyed by .drv path, exactly as 'nix show-derivation' (an output path shows its deriver)",
     )
+    .usage('derivation show PATH...\n\n  PATH: a .drv store path, or an output path (its deriver is shown). Prints JSON keyed by .drv path, in path order.')
     .option('-r, --recursive', 'Also show the input derivations, recursively')
     .action(act('derivation show', async (paths: string[], opts: { recursive?: boolean }) => {
       if (paths.length === 0) throw new UsageError("'derivation show' needs at least one path");

@@ -7,6 +7,7 @@ import { act } from './store.js';
 export function register(cli: CAC, ctx: () => CliContext): void {
   cli
     .command('log <path>', 'Print the build log of a derivation, or of the derivation that built an output path')
+    .usage('log DRV-OR-OUTPUT\n\n  Prints the log kept in <log dir>/drvs/<2 chars>/<rest of the .drv name> (Nix\'s bzip2ed logs via the host\'s bzip2).')
     .action(act('log', async (arg: string) => {
       const c = ctx();
       const store = await c.openStore();

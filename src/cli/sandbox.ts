@@ -11,6 +11,11 @@ export function register(cli: CAC, ctx: () => CliContext): void {
       'sandbox explain <target>',
       "Show the sandbox plan for a derivation without building it: the Linux mount table and seccomp rules, the macOS .sb profile, or the unsandboxed run; by default the backend a build would use (setting 'sandbox')",
     )
+    .usage(
+      'sandbox explain [--platform linux|darwin|none] TARGET\n\n' +
+        '  TARGET as for build. Plans the build (outputs, environment, files) exactly as a build would and prints the\n' +
+        '  backend\'s plan without building: nothing is locked, created or run.',
+    )
     .option('--platform <platform>', "linux, darwin or none: explain that backend's plan (darwin's works on any OS)")
     .option('--sandbox <mode>', 'true, false or relaxed [setting sandbox]')
     .action(act('sandbox explain', async (target: string, opts: { platform?: string; sandbox?: string }) => {
