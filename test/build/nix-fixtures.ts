@@ -63,6 +63,8 @@ export interface PrepareMeta {
   fixedEnviron: string;
   /** attr -> output name -> path info, for the registered CA/fixed outputs */
   registered: Record<string, Record<string, NixPathInfo>>;
+  /** The scratch (fallback) paths Nix gave the builder of ca-self (it wrote them spaced out, so not rewritten). */
+  caSelfScratch: Record<string, string>;
 }
 
 export interface FailureOutcome {
@@ -149,7 +151,11 @@ export function generateFixtures(): void {
       }
       registered[a] = byName;
     }
-    const meta: PrepareMeta = { cores: CORES, callerEnv: CALLER_ENV, attrs, pathInfos, drvOutputs, fixedEnviron, registered };
+    const caSelfScratch: Record<string, string> = {};
+    for (const [o, info] of Object.entries(registered['ca-self']!)) {
+      caSelfScratch[o] = readFileSync(join(storeReal, basename(info.path), 'scratch-spaced'), 'utf8').replace(/(.) /g, '$1');
+    }
+    const meta: PrepareMeta = { cores: CORES, callerEnv: CALLER_ENV, attrs, pathInfos, drvOutputs, fixedEnviron, registered, caSelfScratch };
     writeFileSync(join(PREPARE_DIR, 'meta.json'), JSON.stringify(meta, null, 2) + '\n');
 
     // Failures: dependencies first, so that cases needing a valid path find it.
