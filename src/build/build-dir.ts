@@ -1,5 +1,5 @@
 // The temporary build directory of one build: `<build-dir>/nix-build-<name>.drv-<n>`,
-// mode 0700, named as Nix 2.8 names it (the smallest free counter), so that
+// mode 0700, named as Nix 2.8 names it (the smallest free number), so that
 // an unsandboxed build sees the same NIX_BUILD_TOP under drvbox and Nix.
 // mkdir fails on anything already there (a file, a symlink planted by
 // someone else), so the counter simply moves on; nothing is followed.
@@ -8,13 +8,13 @@ import { chmod, mkdir, rm, rmdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { BuildDirFailed } from './errors-run.js';
 
-/** Nix's createTempDir counter is per process; so is ours. */
-let counter = 0;
+// Nix's startBuilder counts from 0 for every build (a local counter), so the
+// first free name is taken: usually `-0`.
 
 export function makeBuildDir(parent: string, drvName: string): string {
   const prefix = `nix-build-${drvName}.drv-`;
-  for (let tries = 0; tries < 100000; tries++) {
-    const dir = join(parent, prefix + String(counter++));
+  for (let counter = 0; counter < 100000; counter++) {
+    const dir = join(parent, prefix + String(counter));
     try {
       mkdirSync(dir, { mode: 0o700 });
       // mkdir honours the umask; 0700 is wanted exactly.
@@ -32,8 +32,8 @@ export function makeBuildDir(parent: string, drvName: string): string {
 /** makeBuildDir off the event loop. */
 export async function makeBuildDirAsync(parent: string, drvName: string): Promise<string> {
   const prefix = `nix-build-${drvName}.drv-`;
-  for (let tries = 0; tries < 100000; tries++) {
-    const dir = join(parent, prefix + String(counter++));
+  for (let counter = 0; counter < 100000; counter++) {
+    const dir = join(parent, prefix + String(counter));
     try {
       await mkdir(dir, { mode: 0o700 });
       if (umaskHidesOwnerBits()) await chmod(dir, 0o700);

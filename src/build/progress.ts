@@ -83,10 +83,12 @@ export function formatDuration(ms: number): string {
 
 /** The lines printed for a failed goal (message, tail, log location). */
 export function failureLines(r: GoalResult, opts: { showTail: boolean; logCommand: string }): string[] {
-  const lines = [`error: ${r.error?.message ?? `build of '${r.drvPath}' failed`}`];
+  // Continuation lines of a message are indented under its first, as Nix prints them.
+  const [first, ...more] = (r.error?.message ?? `build of '${r.drvPath}' failed`).split('\n');
+  const lines = [`error: ${first}`, ...more.map((l) => `       ${l}`)];
   if (r.failure === 'dependency' || r.failure === 'interrupted') return lines;
   if (opts.showTail && r.logTail.length > 0) {
-    lines[0] += ';';
+    lines[lines.length - 1] += ';';
     lines.push(`       last ${r.logTail.length} log lines:`);
     for (const l of r.logTail) lines.push(`       > ${l}`);
   }

@@ -60,7 +60,7 @@ async function runBuild(c: CliContext, args: string[], opts: BuildOpts): Promise
   const { Progress } = await import('../build/progress.js');
   const { runSettingsFrom } = await import('../build/run-settings.js');
   const targets = await resolveTargets(store, args, c.cwd);
-  const progress = new Progress({ verbose: c.flags.verbose, quiet: c.flags.quiet || Boolean(opts.json) });
+  const progress = new Progress({ verbose: c.flags.verbose, quiet: c.flags.quiet });
 
   const abort = new AbortController();
   let interrupts = 0;
