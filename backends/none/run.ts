@@ -59,25 +59,56 @@ interface LauncherProc {
   kill(sig: 'SIGTERM' | 'SIGKILL'): void;
 }
 
+type ParseResult = (text: string) => { code: number | null; signal: number | null; cpuUserUs: number; cpuSystemUs: number } | null;
+
+/**
+ * A build whose exec the launcher has not confirmed yet: its status lines
+ * are read while the builder runs. A setup failure then reads like Nix's
+ * failure to exec: the message at the end of the log, exit code 1.
+ */
 class NamespaceBuild implements RunningBuild {
-  readonly pid: number;
+  private initPid = 0;
   readonly log: Readable;
+  private readonly setupError: Promise<string | null>;
   private waited: Promise<ExitStatus> | null = null;
   private killed: Promise<void> | null = null;
   private resourceUsage: ResourceUsage | null = null;
 
   constructor(
     private readonly proc: LauncherProc,
-    initPid: number,
-    private readonly parseResult: (text: string) => { code: number | null; signal: number | null; cpuUserUs: number; cpuSystemUs: number } | null,
+    private readonly parseResult: ParseResult,
   ) {
-    this.pid = initPid;
-    this.log = proc.log ?? Readable.from([]);
+    this.setupError = proc.status.then((lines) => {
+      const pid = lines.find((l) => l.kind === 'pid');
+      if (pid?.pid) this.initPid = pid.pid;
+      const err = lines.find((l) => l.kind === 'error');
+      return err ? (err.message ?? 'the launcher failed') : pid ? null : 'the launcher exited without starting the builder';
+    });
+    const out = new PassThrough({ highWaterMark: 1 << 20 });
+    const src = proc.log;
+    if (src) {
+      src.pipe(out, { end: false });
+      src.once('end', () => {
+        void this.setupError.then((e) => {
+          if (e) out.write(`error: ${e}\n`);
+          out.end();
+        });
+      });
+    } else {
+      void this.setupError.then((e) => out.end(e ? `error: ${e}\n` : undefined));
+    }
+    this.log = out;
+  }
+
+  /** The builder's pid on the host (0 until the launcher reported it). */
+  get pid(): number {
+    return this.initPid;
   }
 
   wait(): Promise<ExitStatus> {
     this.waited ??= (async () => {
-      const [text] = await Promise.all([this.proc.result, this.proc.exited]);
+      const [text, , setupError] = await Promise.all([this.proc.result, this.proc.exited, this.setupError]);
+      if (setupError) return { code: 1, signal: null };
       const r = this.parseResult(text);
       if (!r) return { code: null, signal: 'SIGKILL' }; // the monitor itself was killed
       this.resourceUsage = { cpuUserMs: r.cpuUserUs / 1000, cpuSystemMs: r.cpuSystemUs / 1000 };
@@ -103,6 +134,9 @@ class NamespaceBuild implements RunningBuild {
     return this.resourceUsage;
   }
 }
+
+/** Set once a build started in a PID namespace: later starts need not wait for the exec to be confirmed. */
+let pidNamespaceProven = false;
 
 let launcherModules: Promise<
   [typeof import('../linux/protocol.js'), typeof import('../linux/launcher-path.js'), typeof import('../linux/spawn.js'), typeof import('../linux/server.js')]
@@ -145,6 +179,9 @@ async function startInPidNamespace(spec: NoneSandboxSpec): Promise<RunningBuild 
   const proc: LauncherProc = oneShot
     ? spawner.spawnLauncher(status.path, request, true)
     : await server.launcherServer(status.path).start(request);
+  // Once namespaces are known to work here, do not wait for the exec: the
+  // builder runs meanwhile, and a late setup error still fails the build.
+  if (pidNamespaceProven) return new NamespaceBuild(proc, protocol.parseResultLine);
   const lines = await proc.status;
   const err = lines.find((l) => l.kind === 'error');
   const pidLine = lines.find((l) => l.kind === 'pid');
@@ -161,7 +198,8 @@ async function startInPidNamespace(spec: NoneSandboxSpec): Promise<RunningBuild 
     pidNamespaceBroken = message;
     return 'unavailable';
   }
-  return new NamespaceBuild(proc, pidLine.pid ?? 0, protocol.parseResultLine);
+  pidNamespaceProven = true;
+  return new NamespaceBuild(proc, protocol.parseResultLine);
 }
 
 /**

@@ -12,7 +12,7 @@
 // Hooks for the sandboxes and recursive builds: `onRunning` hands out a
 // RunningGoal whose addPath() calls backend.addPath and records the path in
 // the `addedPaths` set that registerOutputs scans references against.
-import { existsSync, writeFileSync } from 'node:fs';
+import { existsSync, unlinkSync, writeFileSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import { join } from 'node:path';
 import type {
@@ -353,6 +353,13 @@ function validOutputs(store: LocalStore, drvPath: string): Map<string, string> {
   return res;
 }
 
+const pendingRemovals = new Set<Promise<void>>();
+
+/** Waits for the build dirs still being removed in the background (call before exiting). */
+export async function flushBackgroundWork(): Promise<void> {
+  while (pendingRemovals.size > 0) await Promise.all([...pendingRemovals]);
+}
+
 /** Runs one goal to its end; never throws (failures are in the result). */
 export async function runGoal(g: GoalInput): Promise<GoalResult> {
   const { store, drvPath, drv, settings, report, signal } = g;
@@ -378,6 +385,7 @@ export async function runGoal(g: GoalInput): Promise<GoalResult> {
   let log: BuildLog | null = null;
   let plan: OutputPlan | null = null;
   let succeeded = false;
+  let adoptPending: (() => Promise<void>) | null = null;
   try {
     throwIfAborted(signal, drvPath);
     await g.slots.acquire(signal);
@@ -414,6 +422,28 @@ export async function runGoal(g: GoalInput): Promise<GoalResult> {
     } catch (e) {
       fail('misc', e);
     }
+
+    // File-system work that only waits on the disk starts now and is awaited
+    // where it is needed, so it overlaps the planning below.
+    const logPath = drvLogPath(store.layout.drvLogDir, drvPath);
+    const logOpening = BuildLog.open(logPath, { onChunk: (c) => report.chunk(drvPath, c) });
+    logOpening.catch(() => {});
+    const buildDirMaking = isBuiltin(drv) ? null : makeBuildDirAsync(settings.buildDir, drv.name);
+    buildDirMaking?.catch(() => {});
+    // Whatever happens next, these are cleaned up.
+    const adopt = async () => {
+      try {
+        log ??= await logOpening;
+      } catch {
+        // reported where it is awaited
+      }
+      try {
+        if (buildDirMaking) buildDir ??= await buildDirMaking;
+      } catch {
+        // idem
+      }
+    };
+    adoptPending = adopt;
 
     const attrs = new DrvAttrs(drv);
     const type = derivationType(drv);
@@ -471,16 +501,15 @@ export async function runGoal(g: GoalInput): Promise<GoalResult> {
 
     // Keep inputs and outputs from a concurrent garbage collector.
     const roots = inputRoots(store, drvPath, drv);
-    for (const p of [drvPath, ...roots]) await store.addTempRoot(p);
+    const rooted = [drvPath, ...roots];
     for (const o of plan.outputs.values()) {
-      await store.addTempRoot(o.scratchPath);
-      if (o.finalPath) await store.addTempRoot(o.finalPath);
+      rooted.push(o.scratchPath);
+      if (o.finalPath) rooted.push(o.finalPath);
     }
+    await Promise.all(rooted.map((p) => store.addTempRoot(p)));
     const inputClosure = store.computeClosure(roots);
 
-    const logPath = drvLogPath(store.layout.drvLogDir, drvPath);
-    result.logPath = logPath;
-    log = await BuildLog.open(logPath, { onChunk: (c) => report.chunk(drvPath, c) });
+    log = await logOpening;
     const addedPaths = new Set<string>();
     throwIfAborted(signal, drvPath);
 
@@ -492,6 +521,7 @@ export async function runGoal(g: GoalInput): Promise<GoalResult> {
     let realPathOf: (p: string) => string = real;
     let structuredAttrs: Record<string, unknown> | null = null;
     if (builtin) {
+      result.logPath = logPath;
       report.started(drvPath, { name: drv.name, logPath, log });
       const { runBuiltin } = await import('./builtins/index.js');
       const env = new Map<string, string>();
@@ -519,7 +549,7 @@ export async function runGoal(g: GoalInput): Promise<GoalResult> {
       }
     } else {
       const be = backend!;
-      buildDir = await makeBuildDirAsync(settings.buildDir, drv.name);
+      buildDir = await buildDirMaking!;
       const buildDirSandbox = be.buildDirInSandbox(buildDir, settings.backendSettings);
       let desugared: Desugared;
       try {
@@ -565,7 +595,8 @@ export async function runGoal(g: GoalInput): Promise<GoalResult> {
           });
           if (extra.length > 0) spec = be.plan(request(extra), choice!.planHost);
         }
-        report.started(drvPath, { name: drv.name, logPath, log });
+        result.logPath = logPath;
+      report.started(drvPath, { name: drv.name, logPath, log });
         running = await be.start(spec);
       } catch (e) {
         fail(preBuildFailureKind(e), e);
@@ -698,6 +729,7 @@ export async function runGoal(g: GoalInput): Promise<GoalResult> {
   } finally {
     result.stopTime = Date.now();
     // Teardown: every step runs whatever happened before it.
+    if (adoptPending) await adoptPending();
     const r = running as RunningBuild | null;
     if (r && !exited) {
       try {
@@ -710,6 +742,8 @@ export async function runGoal(g: GoalInput): Promise<GoalResult> {
       try {
         result.logTail = log.tail();
         log.close();
+        // Nothing ran: no log, as with Nix (an old one was truncated already).
+        if (result.logPath === null && log.path) unlinkSync(log.path);
       } catch {
         // the log is best effort
       }
@@ -746,7 +780,13 @@ export async function runGoal(g: GoalInput): Promise<GoalResult> {
           result.keptBuildDir = buildDir;
           report.message(`note: keeping build directory '${buildDir}'`);
         } else {
-          await removeBuildDirAsync(buildDir);
+          // Off the critical path: dependents need not wait for the disk.
+          const dir = buildDir;
+          const removal = removeBuildDirAsync(dir).catch((e: unknown) =>
+            report.message(`warning: removing build directory '${dir}': ${(e as Error).message}`),
+          );
+          pendingRemovals.add(removal);
+          void removal.finally(() => pendingRemovals.delete(removal));
         }
       } catch (e) {
         report.message(`warning: removing build directory '${buildDir}': ${(e as Error).message}`);

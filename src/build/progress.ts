@@ -233,7 +233,7 @@ export class Progress implements Reporter {
       return;
     }
     this.built++;
-    if (this.tty) this.draw(true);
+    if (this.tty) this.draw();
   }
 
   message(text: string): void {

@@ -441,6 +441,7 @@ async function runDag(todo: Node[], goals: Map<string, GoalResult>, failures: Fa
   if (unsettled === 0 && running === 0) finish();
   try {
     await allDone;
+    await goalMod.flushBackgroundWork();
   } finally {
     opts.signal?.removeEventListener('abort', onUserAbort);
   }
