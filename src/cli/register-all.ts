@@ -12,3 +12,5 @@ import { register as log } from './log.js';
 import { register as derivation } from './derivation.js';
 import { register as sandbox } from './sandbox.js';
 registrations.push(build, log, derivation, sandbox);
+import { register as daemon } from './daemon.js';
+registrations.push(daemon);

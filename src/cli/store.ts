@@ -1,5 +1,6 @@
 // `drvbox store add|import|export|query|verify|gc|dump|restore`. Thin: parse
 // flags, call src/store, print. Heavy modules load inside the actions.
+// `store add` also works through a daemon (`--store unix://PATH`, `daemon`).
 import type { CAC } from 'cac';
 import { UsageError } from '../errors.js';
 import type { CliContext } from './context.js';
@@ -89,17 +90,25 @@ export function register(cli: CAC, ctx: () => CliContext): void {
       const { parseHashAlgo } = await import('../format/hash.js');
       const hashAlgo = parseHashAlgo(String(opts.type));
       if (mode === 'text' && hashAlgo !== 'sha256') throw new UsageError(`--mode text always uses sha256, not '${hashAlgo}'`);
+      const { resolve } = await import('node:path');
+      const addOpts = {
+        ...(opts.name !== undefined ? { name: String(opts.name) } : {}),
+        method: mode === 'nar' ? ('recursive' as const) : (mode as 'flat' | 'text'),
+        hashAlgo,
+        repair: Boolean(opts.repair),
+      };
+      if (c.location.kind === 'daemon') {
+        // through a daemon: the contents are streamed to it
+        const { openRemoteStore } = await import('../daemon/remote-store.js');
+        const remote = await openRemoteStore(c);
+        const refs = asArray(opts.reference).map((r) => remote.followLinksToStorePath(r, c.cwd));
+        c.out(await remote.addPath(resolve(c.cwd, path), { ...addOpts, references: refs }));
+        return 0;
+      }
       const store = await c.openStore();
       const refs = asArray(opts.reference).map((r) => store.followLinksToStorePath(r, c.cwd));
       const { addPathToStore } = await import('../store/add.js');
-      const { resolve } = await import('node:path');
-      const sp = await addPathToStore(store, resolve(c.cwd, path), {
-        ...(opts.name !== undefined ? { name: String(opts.name) } : {}),
-        method: mode === 'nar' ? 'recursive' : mode,
-        hashAlgo,
-        references: refs,
-        repair: Boolean(opts.repair),
-      });
+      const sp = await addPathToStore(store, resolve(c.cwd, path), { ...addOpts, references: refs });
       c.out(sp);
       return 0;
     }));
