@@ -27,7 +27,7 @@ import type {
   SandboxPathMapping,
   SandboxSpec,
 } from '../../backends/backend.js';
-import { derivationType, isBuiltin, type Derivation } from '../format/derivation.js';
+import { compareUtf8, derivationType, isBuiltin, type Derivation } from '../format/derivation.js';
 import type { Hash } from '../format/hash.js';
 import { staticOutputHashes } from '../format/hash-modulo.js';
 import { isStorePath } from '../format/store-path.js';
@@ -119,6 +119,27 @@ export interface RunningGoal {
   addPath(storePath: string): Promise<void>;
 }
 
+/**
+ * Recursive builds (Nix's recursive-nix): for a derivation whose
+ * requiredSystemFeatures include 'recursive-nix', start() runs before the
+ * backend plans, with the build dir; it returns the socket (host path, given
+ * to the backend as daemonSocketHost), the variables to add to the builder's
+ * environment (NIX_REMOTE=unix://<buildDirSandbox>/...) and stop(), called at
+ * teardown. Paths the daemon builds or adds go through `addPath`: made
+ * visible to the running builder and scanned as possible references by
+ * registerOutputs.
+ */
+export interface RecursiveBuildHook {
+  start(ctx: {
+    drvPath: string;
+    drv: Derivation;
+    buildDirHost: string;
+    buildDirSandbox: string;
+    inputClosure: ReadonlySet<string>;
+    addPath(storePath: string): Promise<void>;
+  }): Promise<{ socketHost: string; env: Record<string, string>; stop(): Promise<void> }>;
+}
+
 /** Nix's BuildResult statuses that decide nix-build's exit code. */
 export type FailureKind =
   | 'permanent' // builder failed (0x04)
@@ -165,6 +186,8 @@ export interface GoalInput {
   /** Hashes to record CA realisations under; default: the derivation's static output hashes. */
   drvHashes?: ReadonlyMap<string, Hash>;
   onRunning?(g: RunningGoal): void;
+  /** Recursive builds: a daemon for derivations that require 'recursive-nix' (see RecursiveBuildHook). */
+  recursive?: RecursiveBuildHook;
   /** The caller's environment (impureEnvVars of fixed-output derivations); default process.env. */
   callerEnv?: Record<string, string>;
   /** The purity check's path (tests); default /homeless-shelter. */
@@ -386,6 +409,7 @@ export async function runGoal(g: GoalInput): Promise<GoalResult> {
   let plan: OutputPlan | null = null;
   let succeeded = false;
   let adoptPending: (() => Promise<void>) | null = null;
+  let recursiveStop: (() => Promise<void>) | null = null;
   try {
     throwIfAborted(signal, drvPath);
     await g.slots.acquire(signal);
@@ -570,8 +594,28 @@ export async function runGoal(g: GoalInput): Promise<GoalResult> {
       structuredAttrs = desugared.structuredAttrs;
       for (const f of desugared.files) writeFileSync(join(buildDir, f.name), f.contents, { mode: 0o644, flag: 'wx' });
 
-      const request = (extraSandboxPaths: SandboxPathMapping[]) =>
-        makeBuildRequest({
+      // A recursive build's daemon: before the plan (its socket is part of it).
+      let runningNow: RunningBuild | null = null;
+      let specNow: SandboxSpec | null = null;
+      const addPath = async (p: string) => {
+        addedPaths.add(p);
+        if (runningNow && specNow) await be.addPath(runningNow, specNow, p);
+      };
+      let daemonSocketHost: string | null = null;
+      if (g.recursive && attrs.requiredSystemFeatures().includes('recursive-nix')) {
+        try {
+          const session = await g.recursive.start({ drvPath, drv, buildDirHost: buildDir, buildDirSandbox, inputClosure, addPath });
+          recursiveStop = session.stop;
+          daemonSocketHost = session.socketHost;
+          const env = new Map(desugared.env);
+          for (const [k, v] of Object.entries(session.env)) env.set(k, v);
+          desugared = { ...desugared, env: [...env].sort((a, b) => compareUtf8(a[0], b[0])) };
+        } catch (e) {
+          fail('misc', e);
+        }
+      }
+      const request = (extraSandboxPaths: SandboxPathMapping[]) => ({
+        ...makeBuildRequest({
           store,
           drvPath,
           drv,
@@ -582,7 +626,9 @@ export async function runGoal(g: GoalInput): Promise<GoalResult> {
           inputPaths: inputClosure,
           settings,
           extraSandboxPaths,
-        });
+        }),
+        daemonSocketHost,
+      });
       try {
         spec = be.plan(request([]), choice!.planHost);
         // Nix runs the pre-build hook for sandboxed builds only, with the sandbox root.
@@ -603,6 +649,8 @@ export async function runGoal(g: GoalInput): Promise<GoalResult> {
       }
       const run = running;
       const runSpec = spec;
+      runningNow = run;
+      specNow = runSpec;
       realPathOf = (p) => be.realPathOfScratchOutput(runSpec, p);
       g.onRunning?.({
         drvPath,
@@ -610,10 +658,7 @@ export async function runGoal(g: GoalInput): Promise<GoalResult> {
         spec: runSpec,
         running: run,
         addedPaths,
-        async addPath(p: string) {
-          await be.addPath(run, runSpec, p);
-          addedPaths.add(p);
-        },
+        addPath,
       });
 
       // Stream the log to disk; enforce timeout and max-silent-time.
@@ -746,6 +791,13 @@ export async function runGoal(g: GoalInput): Promise<GoalResult> {
         if (result.logPath === null && log.path) unlinkSync(log.path);
       } catch {
         // the log is best effort
+      }
+    }
+    if (recursiveStop) {
+      try {
+        await recursiveStop();
+      } catch (e) {
+        report.message(`warning: stopping the recursive-build daemon of '${drvPath}': ${(e as Error).message}`);
       }
     }
     if (backend && spec) {

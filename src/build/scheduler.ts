@@ -21,7 +21,7 @@ import type { BackendChoice, BackendForInput } from '../../backends/backend.js';
 import { isBuiltin, type Derivation } from '../format/derivation.js';
 import type { LocalStore } from '../store/local-store.js';
 import { BuildInterrupted, DependencyFailed, MissingInputPath, NoBuildSlots } from './errors-run.js';
-import type { EngineParts, FailureKind, GoalResult, RunningGoal, RunSettings, Slots } from './goal.js';
+import type { EngineParts, FailureKind, GoalResult, RecursiveBuildHook, RunningGoal, RunSettings, Slots } from './goal.js';
 import type { BuildLog } from './logs.js';
 import type { BuildMode } from './output-plan.js';
 import type { BuildTarget } from './targets.js';
@@ -49,6 +49,8 @@ export interface SchedulerOptions {
   parts?: EngineParts;
   chooseBackend?(i: BackendForInput): Promise<BackendChoice>;
   onRunning?(g: RunningGoal): void;
+  /** Recursive builds (recursive-nix): see RecursiveBuildHook. */
+  recursive?: RecursiveBuildHook;
 }
 
 export type TargetStatus = 'built' | 'valid' | 'failed' | 'cancelled';
@@ -401,6 +403,7 @@ async function runDag(todo: Node[], goals: Map<string, GoalResult>, failures: Fa
       parts,
       chooseBackend,
       ...(opts.onRunning ? { onRunning: opts.onRunning } : {}),
+      ...(opts.recursive ? { recursive: opts.recursive } : {}),
     });
 
   const runNode = async (node: Node): Promise<GoalResult> => {

@@ -300,4 +300,48 @@ describe('scheduler', () => {
     assert.equal(r.targets[0]!.status, 'cancelled');
     assert.deepEqual(readdirSync(buildDir), []);
   });
+
+  test('recursive builds: the hook starts a daemon for recursive-nix derivations; paths it adds count as references', async (t) => {
+    const { store, buildDir } = await realStore(t);
+    const extra = await addDrv(store, { name: 'built-inside', script: 'echo inside > $out' });
+    const r0 = await buildTargets([{ arg: extra.drvPath, drvPath: extra.drvPath, outputs: null }], {
+      store,
+      settings: settings(buildDir),
+      mode: 'normal',
+      keepGoing: false,
+      reporter: new Recorder(),
+    });
+    const inside = r0.targets[0]!.outputs.get('out')!;
+    const d = await addDrv(store, {
+      name: 'recursive',
+      env: { requiredSystemFeatures: 'recursive-nix' },
+      script: `echo "$NIX_REMOTE" > $out; echo ${inside} >> $out`,
+    });
+    const events: string[] = [];
+    const r = await buildTargets([{ arg: d.drvPath, drvPath: d.drvPath, outputs: null }], {
+      store,
+      settings: settings(buildDir, { systemFeatures: ['recursive-nix'] }),
+      mode: 'normal',
+      keepGoing: false,
+      reporter: new Recorder(),
+      recursive: {
+        async start(ctx) {
+          events.push(`start ${ctx.drvPath === d.drvPath} ${ctx.buildDirSandbox === ctx.buildDirHost}`);
+          await ctx.addPath(inside);
+          return {
+            socketHost: join(ctx.buildDirHost, 'nix-socket'),
+            env: { NIX_REMOTE: `unix://${ctx.buildDirSandbox}/nix-socket` },
+            stop: async () => {
+              events.push('stop');
+            },
+          };
+        },
+      },
+    });
+    assert.equal(r.exitCode, 0);
+    assert.deepEqual(events, ['start true true', 'stop']);
+    const out = r.targets[0]!.outputs.get('out')!;
+    assert.match(readFileSync(out, 'utf8'), /^unix:\/\/.*\/nix-build-recursive\.drv-0\/nix-socket\n/);
+    assert.deepEqual(store.requirePathInfo(out).references, [inside]);
+  });
 });
