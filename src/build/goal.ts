@@ -19,11 +19,9 @@ import type {
   Backend,
   BackendChoice,
   BackendForInput,
-  BackendSettings,
   BuildRequest,
   ResourceUsage,
   RunningBuild,
-  SandboxMode,
   SandboxPathMapping,
   SandboxSpec,
 } from '../../backends/backend.js';

@@ -8,6 +8,7 @@ export {
   runSettingsFrom,
   checkPlatform,
   makeBuildRequest,
+  flushBackgroundWork,
   inputRoots,
   describeExit,
   parseSandboxPathSetting,
@@ -17,6 +18,7 @@ export {
   type GoalInput,
   type GoalReporter,
   type GoalResult,
+  type RecursiveBuildHook,
   type RunningGoal,
   type RunSettings,
   type Slots,
@@ -25,6 +27,7 @@ export { resolveTargets, addDerivationFile, type BuildTarget } from './targets.j
 export { BuildLog, drvLogPath, findDrvLog, overlayCarriageReturns, DEFAULT_TAIL_LINES } from './logs.js';
 export { Progress, failureLines, fitWidth, sanitizeForStatus, type ProgressOptions } from './progress.js';
 export { makeBuildDir, removeBuildDir } from './build-dir.js';
+export { explainDerivation } from './explain.js';
 export { needsResolution, resolveDerivation, writeResolved, recordOriginalRealisations, type Resolved } from './resolve.js';
 export { runBuiltin, type BuiltinContext } from './builtins/index.js';
 export { DrvAttrs } from './drv-attrs.js';
