@@ -152,3 +152,56 @@ describe('drvbox daemon: trusted and untrusted peers', () => {
     assert.equal(await d.stop(), 0);
   });
 });
+
+describe('access policy (no other user needed)', () => {
+  const peer = (user: string, groups: string[], uid = 1000) => ({ pid: 1, uid, gid: 1000, user, groups });
+  const policy = { trustedUsers: ['root', '@wheel'], allowedUsers: ['alice', '@staff'], buildUsersGroup: 'nixbld', daemonUid: 0 };
+
+  test('trusted-users and allowed-users match names, @groups and *, as Nix does', async () => {
+    const { decideAccess, matchUser } = await import('../../src/daemon/peer-credentials.js');
+    assert.equal(matchUser('bob', ['bob'], ['*']), true);
+    assert.equal(matchUser('bob', ['bob', 'staff'], ['@staff']), true);
+    assert.equal(matchUser('bob', ['bob'], ['@bob-not']), false);
+    assert.equal(matchUser('bob', ['bob'], ['staff']), false, 'a group name without @ is a user name');
+    assert.deepEqual(decideAccess(peer('carol', ['carol', 'wheel']), policy), { allowed: true, trusted: true });
+    assert.deepEqual(decideAccess(peer('alice', ['alice']), policy), { allowed: true, trusted: false });
+    assert.deepEqual(decideAccess(peer('bob', ['bob', 'staff']), policy), { allowed: true, trusted: false });
+    assert.deepEqual(decideAccess(peer('eve', ['eve']), policy), { allowed: false, reason: "user 'eve' is not allowed to connect to the drvbox daemon (not in allowed-users: alice @staff)" });
+    assert.deepEqual(decideAccess(peer('nixbld1', ['nixbld', 'staff']), policy), {
+      allowed: false,
+      reason: "user 'nixbld1' is not allowed to connect to the drvbox daemon (a member of build-users-group 'nixbld')",
+    });
+    // the daemon's own user owns the store: trusted whatever the lists say
+    assert.deepEqual(decideAccess(peer('svc', ['svc'], 0), { ...policy, trustedUsers: [] }), { allowed: true, trusted: true });
+    assert.deepEqual(decideAccess(peer('eve', ['eve']), { ...policy, allowedUsers: [] }).allowed, false);
+  });
+
+  test('identifyPeer reads the connecting process from the socket (uid, gid, pid, names)', async (t) => {
+    const { identifyPeer } = await import('../../src/daemon/peer-credentials.js');
+    const { createServer, createConnection } = await import('node:net');
+    const dir = tempDir(t);
+    const path = join(dir, 's');
+    const seen = new Promise<ReturnType<typeof identifyPeer>>((resolve, reject) => {
+      const srv = createServer((sock) => {
+        try {
+          resolve(identifyPeer(sock));
+        } catch (e) {
+          reject(e);
+        }
+        sock.destroy();
+        srv.close();
+      });
+      srv.listen(path, () => createConnection(path).on('error', () => undefined));
+    });
+    const id = await seen;
+    const { userInfo } = await import('node:os');
+    assert.equal(id.uid, process.getuid!());
+    assert.equal(id.gid, process.getgid!());
+    assert.equal(id.pid, process.pid);
+    assert.equal(id.user, userInfo().username);
+    const primary = spawnSync('id', ['-gn'], { encoding: 'utf8' }).stdout.trim();
+    assert.equal(id.groups[0], primary);
+    const all = spawnSync('id', ['-Gn'], { encoding: 'utf8' }).stdout.trim().split(/\s+/).sort();
+    assert.deepEqual([...new Set(id.groups)].sort(), all);
+  });
+});

@@ -435,3 +435,34 @@ describe('LocalStoreAdapter called directly', () => {
     await assert.rejects(roots.add('/nix/store/22222222222222222222222222222222-c'), /connection has ended/);
   });
 });
+
+describe('the engine glue (build-engine.ts)', () => {
+  test("client settings: SetOptions fields for everyone, other overrides only for trusted clients (timeout, max-silent-time for all)", async () => {
+    const { settingsForClient } = await import('../../src/daemon/build-engine.js');
+    const { loadSettings } = await import('../../src/config/load.js');
+    const base = loadSettings({}, [['sandbox', 'true'], ['max-jobs', '3']]);
+    const o = { ...DEFAULT_CLIENT_OPTIONS, keepFailed: true, maxBuildJobs: 5, maxSilentTime: 7, buildCores: 2, overrides: { sandbox: 'false', timeout: '9', 'sandbox-paths': '/bin/sh=/x', substituters: 'https://cache', 'no-such-setting': '1' } };
+    const warnings: string[] = [];
+    const untrusted = settingsForClient(base, o, false, (m) => warnings.push(m));
+    assert.equal(untrusted.get('keep-failed'), true);
+    assert.equal(untrusted.get('max-jobs'), 5);
+    assert.equal(untrusted.get('max-silent-time'), 7);
+    assert.equal(untrusted.get('cores'), 2);
+    assert.equal(untrusted.get('timeout'), 9);
+    assert.equal(untrusted.get('sandbox'), 'true', 'an untrusted client cannot turn the sandbox off');
+    assert.deepEqual(untrusted.get('sandbox-paths'), []);
+    assert.deepEqual(warnings.sort(), [
+      "ignoring the client-specified setting 'no-such-setting', because it is a restricted setting and you are not a trusted user",
+      "ignoring the client-specified setting 'sandbox', because it is a restricted setting and you are not a trusted user",
+      "ignoring the client-specified setting 'sandbox-paths', because it is a restricted setting and you are not a trusted user",
+      "ignoring the client-specified setting 'substituters', because it is a restricted setting and you are not a trusted user",
+    ]);
+    const trusted = settingsForClient(base, o, true, () => assert.fail('no warnings for a trusted client'));
+    assert.equal(trusted.get('sandbox'), 'false');
+    assert.deepEqual(trusted.get('sandbox-paths'), ['/bin/sh=/x']);
+    // the daemon's own settings are untouched
+    assert.equal(base.get('sandbox'), 'true');
+    assert.equal(base.get('max-jobs'), 3);
+    assert.equal(base.get('keep-failed'), false);
+  });
+});
