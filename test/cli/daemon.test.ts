@@ -5,9 +5,11 @@ import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { createConnection } from 'node:net';
 import { join } from 'node:path';
 import { tempDir } from '../helpers/tmp.js';
-import { CLI, drvbox } from '../helpers/host.js';
+import { CLI, drvbox, requireTool } from '../helpers/host.js';
+import { nixSystem } from '../../src/config/settings.js';
 import { connectDaemon, DaemonError, type WorkerClient } from '../../src/daemon/client.js';
 import { hashBytes } from '../../src/format/hash.js';
 import { makeTextPath } from '../../src/format/store-path.js';
@@ -174,6 +176,50 @@ describe('drvbox daemon --socket', () => {
     assert.equal(await c.isValidPath(drv), false, 'the connection is still usable');
     await c.close();
     assert.equal(await d.stop(), 0);
+  });
+});
+
+describe('drvbox daemon: builds', () => {
+  test('a client that hangs up mid-build: the builder is killed, its temp roots go, the daemon serves on', async (t) => {
+    requireTool('busybox', 'apt-get install -y busybox-static');
+    const dir = tempDir(t);
+    const root = join(dir, 'root');
+    const marker = `drvbox-hangup-${process.pid}-${Date.now()}`;
+    writeFileSync(
+      join(dir, 'slow.json'),
+      JSON.stringify({ name: 'slow', system: nixSystem(process.platform, process.arch), builder: '/bin/sh', args: ['-c', `echo started; sleep 1000; : ${marker}`], env: {} }),
+    );
+    const added = drvbox(['--store', root, 'derivation', 'add', join(dir, 'slow.json')]);
+    assert.equal(added.status, 0, added.stderr);
+    const drv = added.stdout.trim();
+    const d = await startDaemon(t, { root, socket: join(dir, 'sock'), args: ['--option', 'sandbox-paths', '/bin/sh=/usr/bin/busybox'] });
+    const lines: string[] = [];
+    // our own socket, so the test can hang up with a call in flight (close() would wait for it)
+    const sock = createConnection(d.socket);
+    await new Promise<void>((resolve, reject) => sock.once('connect', resolve).once('error', reject));
+    sock.on('error', () => undefined);
+    const c = await connectDaemon({ input: sock, output: sock }, { onLog: (e) => void (e.type === 'result' && lines.push(String(e.fields[0]))) });
+    const build = c.buildPaths([{ kind: 'built', drvPath: drv, outputs: [] }]);
+    build.catch(() => undefined);
+    const until = async (cond: () => boolean, what: string) => {
+      const end = Date.now() + 15_000;
+      while (!cond()) {
+        if (Date.now() > end) throw new Error(`timed out waiting for ${what}; daemon said: ${d.stderr()}`);
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    };
+    await until(() => processesMentioning(marker).length > 0, 'the builder to run');
+    await until(() => lines.includes('started'), "the builder's log line to reach the client");
+    sock.destroy();
+    await assert.rejects(build);
+    await c.close();
+    await until(() => processesMentioning(marker).length === 0, 'the builder to be killed');
+    await until(() => tempRootFiles(root).length === 0, 'the connection to drop its temp roots');
+    const again = await connectDaemon({ socketPath: d.socket });
+    assert.equal(await again.isValidPath(drv), true);
+    await again.close();
+    assert.equal(await d.stop(), 0, d.stderr());
+    assert.deepEqual(processesMentioning(marker), []);
   });
 });
 
