@@ -199,3 +199,164 @@ async function installService(c: CliContext, opts: DaemonOpts): Promise<number> 
   }
   return 0;
 }
+
+// ---- `drvbox build` through a daemon ---------------------------------------------
+
+/** The flags of `drvbox build` that mean something to a daemon. */
+export interface DaemonBuildFlags {
+  maxJobs?: string | number;
+  cores?: string | number;
+  sandbox?: string | boolean;
+  check?: boolean;
+  repair?: boolean;
+  keepFailed?: boolean;
+  keepGoing?: boolean;
+  timeout?: string | number;
+  maxSilentTime?: string | number;
+  outLink?: string | boolean;
+  json?: boolean;
+}
+
+/** What the build needs of the command's context (CliContext fits; tests pass a recorder). */
+export interface DaemonBuildIo {
+  readonly location: import('../config/store-location.js').StoreLocation;
+  readonly flags: { storeDir?: string | undefined; verbose: boolean; quiet: boolean };
+  readonly cwd: string;
+  onClose(fn: () => void | Promise<void>): void;
+  out(line: string): void;
+  /** A message on stderr (suppressed by --quiet). */
+  info(msg: string): void;
+}
+
+function nonNegative(flag: string, v: string | number | undefined): number | undefined {
+  if (v === undefined) return undefined;
+  if (!/^\d+$/.test(String(v))) throw new UsageError(`invalid --${flag} '${v}' (expected a non-negative integer)`);
+  return Number(v);
+}
+
+/**
+ * `drvbox --store unix://PATH build TARGET...`: the targets (store .drv paths,
+ * or .drv/.json files added first) are built by the daemon; prints what a
+ * local build prints, with nix-build's exit status.
+ */
+export async function buildViaDaemon(io: DaemonBuildIo, args: string[], flags: DaemonBuildFlags): Promise<number> {
+  if (args.length === 0) throw new UsageError("'build' needs at least one target (a .drv store path, a .drv file or a .json file)");
+  if (flags.check && flags.repair) throw new UsageError("'--check' and '--repair' cannot be used together");
+  if (flags.outLink === true) throw new UsageError("'--out-link' needs a path");
+  const maxJobs = flags.maxJobs === 'auto' ? undefined : nonNegative('max-jobs', flags.maxJobs);
+  const cores = nonNegative('cores', flags.cores);
+  const maxSilentTime = nonNegative('max-silent-time', flags.maxSilentTime);
+  const timeout = nonNegative('timeout', flags.timeout);
+  const { ActivityType, BuildMode, BuildStatus, ResultType, Verbosity, buildSucceeded } = await import('../daemon/protocol.js');
+  const { openRemoteStore } = await import('../daemon/remote-store.js');
+  const quiet = io.flags.quiet || Boolean(flags.json);
+  const names = new Map<bigint, string>();
+  const remote = await openRemoteStore(io, (ev) => {
+    if (ev.type === 'next') {
+      if (!quiet) io.info(ev.text.replace(/\n$/, ''));
+    } else if (ev.type === 'startActivity' && ev.activityType === ActivityType.Build) {
+      const drv = typeof ev.fields[0] === 'string' ? ev.fields[0] : '';
+      names.set(ev.id, drv.replace(/^.*\/[0-9a-z]{32}-/, '').replace(/\.drv$/, ''));
+      if (!quiet && ev.text !== '') io.info(`${ev.text}...`);
+    } else if (ev.type === 'result' && ev.resultType === ResultType.BuildLogLine && io.flags.verbose && !quiet) {
+      io.info(`${names.get(ev.id) ?? 'build'}> ${String(ev.fields[0] ?? '')}`);
+    }
+  });
+  const overrides: Record<string, string> = {};
+  if (timeout !== undefined) overrides.timeout = String(timeout);
+  if (flags.sandbox !== undefined) overrides.sandbox = String(flags.sandbox);
+  await remote.client.setOptions({
+    keepFailed: Boolean(flags.keepFailed),
+    keepGoing: Boolean(flags.keepGoing),
+    verbosity: Verbosity.Info,
+    ...(maxJobs !== undefined ? { maxBuildJobs: maxJobs } : {}),
+    ...(maxSilentTime !== undefined ? { maxSilentTime } : {}),
+    ...(cores !== undefined ? { buildCores: cores } : {}),
+    overrides,
+  });
+  const targets = await remote.resolveBuildTargets(args, io.cwd);
+  const mode = flags.check ? BuildMode.Check : flags.repair ? BuildMode.Repair : BuildMode.Normal;
+
+  // Ctrl-C: hang up, so the daemon kills the builds
+  let interrupted = false;
+  const onSignal = () => {
+    interrupted = true;
+    io.info('error: interrupted by the user; the daemon stops the builds');
+    remote.abort();
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  let results;
+  try {
+    results = await remote.buildPaths(targets.map((t) => ({ kind: 'built' as const, drvPath: t.drvPath, outputs: t.outputs ?? [] })), mode);
+  } catch (e) {
+    if (interrupted) return 1;
+    throw e;
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  }
+
+  const order = (names: Iterable<string>) => [...names].sort((a, b) => (a === 'out' ? -1 : b === 'out' ? 1 : a < b ? -1 : a > b ? 1 : 0));
+  const outputs = await Promise.all(targets.map((t, i) => (buildSucceeded(results[i]!.status) ? remote.wantedOutputs(t) : new Map<string, string>())));
+  let mask = 0;
+  let plainFailure = false;
+  results.forEach((r, i) => {
+    if (buildSucceeded(r.status)) return;
+    // failures are shown even with --quiet, as a local build shows them
+    process.stderr.write(`error: ${r.errorMsg.split('\n').join('\n       ') || `build of '${targets[i]!.drvPath}' failed`}\n`);
+    if (r.status === BuildStatus.TimedOut) mask |= 0x05;
+    else if (r.status === BuildStatus.NotDeterministic) mask |= 0x08;
+    else if (r.status === BuildStatus.PermanentFailure || r.status === BuildStatus.InputRejected || r.status === BuildStatus.OutputRejected) mask |= 0x04;
+    else if (r.status !== BuildStatus.DependencyFailed) plainFailure = true;
+  });
+
+  if (typeof flags.outLink === 'string') {
+    const { outLinkName } = await import('./build.js');
+    const { lstatSync, symlinkSync, renameSync } = await import('node:fs');
+    const { resolve } = await import('node:path');
+    for (const i of targets.keys()) {
+      const outs = outputs[i]!;
+      for (const name of order(outs.keys())) {
+        const link = resolve(io.cwd, outLinkName(flags.outLink, i, name));
+        let existing = null;
+        try {
+          existing = lstatSync(link);
+        } catch {
+          // free
+        }
+        if (existing && !existing.isSymbolicLink()) throw new UsageError(`cannot create out-link '${link}': it exists and is not a symlink`);
+        const tmp = `${link}.tmp-${process.pid}`;
+        symlinkSync(outs.get(name)!, tmp);
+        renameSync(tmp, link);
+        await remote.client.addIndirectRoot(link);
+      }
+    }
+  }
+  if (flags.json) {
+    io.out(
+      JSON.stringify(
+        targets.map((t, i) => {
+          const r = results[i]!;
+          const ok = buildSucceeded(r.status);
+          const o: Record<string, unknown> = {
+            drvPath: t.drvPath,
+            outputs: Object.fromEntries(order(outputs[i]!.keys()).map((n) => [n, outputs[i]!.get(n)])),
+            status: ok ? (r.status === BuildStatus.Built ? 'built' : 'valid') : 'failed',
+          };
+          if (r.startTime) o.startTime = r.startTime;
+          if (r.stopTime) o.stopTime = r.stopTime;
+          if (!ok) o.error = r.errorMsg;
+          return o;
+        }),
+      ),
+    );
+  } else {
+    for (const [i, outs] of outputs.entries()) {
+      if (!buildSucceeded(results[i]!.status)) continue;
+      for (const name of order(outs.keys())) io.out(outs.get(name)!);
+    }
+  }
+  if (mask) return 0x60 | mask;
+  return plainFailure || results.some((r) => !buildSucceeded(r.status)) ? 1 : 0;
+}

@@ -223,6 +223,92 @@ describe('drvbox daemon: builds', () => {
   });
 });
 
+describe('drvbox build through a daemon (buildViaDaemon)', () => {
+  /** A CliContext stand-in that records what would be printed. */
+  function recorder(socket: string, cwd: string) {
+    const closers: Array<() => void | Promise<void>> = [];
+    const io = {
+      location: { kind: 'daemon' as const, socket, origin: '--store' },
+      flags: { verbose: true, quiet: false },
+      cwd,
+      out: [] as string[],
+      info: [] as string[],
+    };
+    return {
+      io: { ...io, onClose: (f: () => void | Promise<void>) => void closers.push(f), out: (l: string) => void io.out.push(l), info: (m: string) => void io.info.push(m) },
+      rec: io,
+      close: async () => {
+        for (const f of closers.reverse()) await f();
+      },
+    };
+  }
+
+  test('.json targets are added, built with their inputs, printed; --json, --out-link (rooted in the daemon store), failures', async (t) => {
+    requireTool('busybox', 'apt-get install -y busybox-static');
+    const { buildViaDaemon } = await import('../../src/cli/daemon.js');
+    const dir = tempDir(t);
+    const root = join(dir, 'root');
+    const system = nixSystem(process.platform, process.arch);
+    const d = await startDaemon(t, { root, socket: join(dir, 'sock'), args: ['--option', 'sandbox-paths', '/bin/sh=/usr/bin/busybox'] });
+    writeFileSync(join(dir, 'greeting.json'), JSON.stringify({ name: 'greeting', system, builder: '/bin/sh', args: ['-c', "echo 'Hello from a dependency' > $out"], env: {} }));
+
+    const a = recorder(d.socket, dir);
+    t.after(a.close);
+    assert.equal(await buildViaDaemon(a.io, ['greeting.json'], { json: true }), 0);
+    const [g] = JSON.parse(a.rec.out[0]!) as Array<{ drvPath: string; outputs: { out: string }; status: string }>;
+    assert.equal(g!.status, 'built');
+    assert.equal(readFileSync(join(root, g!.outputs.out), 'utf8'), 'Hello from a dependency\n');
+    // the same .drv and output paths as a local `derivation add`
+    const local = drvbox(['--store', join(dir, 'local'), 'derivation', 'add', join(dir, 'greeting.json')]);
+    assert.equal(local.stdout.trim(), g!.drvPath);
+
+    writeFileSync(
+      join(dir, 'use.json'),
+      JSON.stringify({
+        name: 'use-greeting',
+        system,
+        builder: '/bin/sh',
+        inputDrvs: { [g!.drvPath]: ['out'] },
+        args: ['-c', 'read line < $greeting; echo "$line, read by $name" > $out'],
+        env: { name: 'use-greeting', greeting: g!.outputs.out },
+      }),
+    );
+    const b = recorder(d.socket, dir);
+    t.after(b.close);
+    assert.equal(await buildViaDaemon(b.io, ['use.json'], { outLink: 'result' }), 0);
+    assert.equal(b.rec.out.length, 1);
+    const useOut = b.rec.out[0]!;
+    assert.equal(readFileSync(join(root, useOut), 'utf8'), 'Hello from a dependency, read by use-greeting\n');
+    assert.ok(b.rec.info.some((l) => /^building '\/nix\/store\/[a-z0-9]{32}-use-greeting\.drv'\.\.\.$/.test(l)), b.rec.info.join('\n'));
+    const { readlinkSync } = await import('node:fs');
+    assert.equal(readlinkSync(join(dir, 'result')), useOut);
+    const roots = drvbox(['--store', root, 'store', 'gc', '--dry-run']);
+    assert.equal(roots.stdout.includes(useOut), false, 'the out-link is a root of the daemon store');
+
+    // valid already: printed again, nothing built; a store path target with ^out
+    const c = recorder(d.socket, dir);
+    t.after(c.close);
+    assert.equal(await buildViaDaemon(c.io, [`${g!.drvPath}^out`], {}), 0);
+    assert.deepEqual(c.rec.out, [g!.outputs.out]);
+
+    writeFileSync(join(dir, 'bad.json'), JSON.stringify({ name: 'bad', system, builder: '/bin/sh', args: ['-c', 'echo oops; exit 3'], env: {} }));
+    const e = recorder(d.socket, dir);
+    t.after(e.close);
+    assert.equal(await buildViaDaemon(e.io, ['bad.json'], { json: true }), 100);
+    const [bad] = JSON.parse(e.rec.out[0]!) as Array<{ status: string; error: string; outputs: object }>;
+    assert.equal(bad!.status, 'failed');
+    assert.deepEqual(bad!.outputs, {});
+    assert.match(bad!.error, /^builder for '\/nix\/store\/[a-z0-9]{32}-bad\.drv' failed with exit code 3;\nlast 1 log lines:\n> oops$/);
+    await assert.rejects(buildViaDaemon(e.io, ['/nix/store/00000000000000000000000000000000-x.drv'], {}), /path '\/nix\/store\/00000000000000000000000000000000-x\.drv' is not valid/);
+    await assert.rejects(buildViaDaemon(e.io, [`${g!.drvPath}^dev`], {}), /does not have wanted outputs 'dev'/);
+    await a.close();
+    await b.close();
+    await c.close();
+    await e.close();
+    assert.equal(await d.stop(), 0, d.stderr());
+  });
+});
+
 describe('drvbox daemon --install / --print', () => {
   test('--print writes a systemd unit whose ExecStart runs this daemon on the store and socket', (t) => {
     const dir = tempDir(t);

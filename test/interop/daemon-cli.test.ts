@@ -214,6 +214,49 @@ describe('drvbox CLI -> nix-daemon --store ROOT on a socket', () => {
   });
 });
 
+describe('drvbox build -> nix-daemon --store ROOT (buildViaDaemon)', () => {
+  test('a .drv from nix-instantiate and a .json derivation build in the Nix daemon; outputs as Nix reports them', async (t) => {
+    const { buildViaDaemon } = await import('../../src/cli/daemon.js');
+    const dir = tempDir(t, 'drvbox-interop-');
+    const o = nixOracle(dir);
+    const socket = join(dir, 'nix-daemon.sock');
+    const stop = await nixDaemon(t, o, socket);
+    const out: string[] = [];
+    const info: string[] = [];
+    const closers: Array<() => void | Promise<void>> = [];
+    const io = {
+      location: { kind: 'daemon' as const, socket, origin: '--store' },
+      flags: { verbose: false, quiet: false },
+      cwd: dir,
+      onClose: (f: () => void | Promise<void>) => void closers.push(f),
+      out: (l: string) => void out.push(l),
+      info: (m: string) => void info.push(m),
+    };
+    const closeAll = async () => {
+      for (const f of closers.splice(0).reverse()) await f();
+    };
+    t.after(closeAll);
+    const [drv] = o.instantiate('derivation { name = "viad"; system = "x86_64-linux"; builder = "/bin/sh"; args = ["-c" "echo via > $out"]; }');
+    assert.equal(await buildViaDaemon(io, [drv!], {}), 0, info.join('\n'));
+    const expected = o.run('nix-store', ['-q', '--outputs', drv!]).stdout.toString().trim();
+    assert.deepEqual(out, [expected]);
+    assert.equal(readFileSync(join(o.root, expected), 'utf8'), 'via\n');
+    assert.ok(info.includes(`building '${drv}'...`), info.join('\n'));
+
+    writeFileSync(join(dir, 'j.json'), JSON.stringify({ name: 'fromjson', system: 'x86_64-linux', builder: '/bin/sh', args: ['-c', 'echo json > $out'], env: {} }));
+    out.length = 0;
+    assert.equal(await buildViaDaemon(io, ['j.json'], { json: true }), 0, info.join('\n'));
+    const [r] = JSON.parse(out[0]!) as Array<{ drvPath: string; outputs: { out: string }; status: string }>;
+    const local = drvbox(['--store', join(dir, 'local'), 'derivation', 'add', join(dir, 'j.json')]).stdout.trim();
+    assert.equal(r!.drvPath, local, 'the .drv path drvbox computes locally');
+    assert.equal(r!.status, 'built');
+    assert.equal(o.run('nix-store', ['-q', '--outputs', r!.drvPath]).stdout.toString().trim(), r!.outputs.out);
+    assert.equal(readFileSync(join(o.root, r!.outputs.out), 'utf8'), 'json\n');
+    await closeAll();
+    await stop();
+  });
+});
+
 describe('Nix 2.8 client as an untrusted user -> drvbox daemon', () => {
   function requireTestUser(): void {
     requireRoot(`runs Nix as the unprivileged user '${TEST_USER}'`);
