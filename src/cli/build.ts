@@ -42,6 +42,7 @@ function outputOrder(names: Iterable<string>): string[] {
 
 async function runBuild(c: CliContext, args: string[], opts: BuildOpts): Promise<number> {
   if (args.length === 0) throw new UsageError("'build' needs at least one target (a .drv store path, a .drv file or a .json file)");
+  if (c.location.kind === 'daemon') return (await import('./daemon.js')).buildViaDaemon(c, args, opts);
   const s = c.settings;
   for (const [flag, name] of SETTING_FLAGS) {
     const v = opts[flag];

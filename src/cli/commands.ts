@@ -21,8 +21,8 @@ const GLOBAL_VALUE_FLAGS = new Set(['--store', '--store-dir', '--storeDir']);
  * keeps its prefix so negation still works.
  */
 export function camelFlag(a: string): string {
-  const m = /^--(no-)?([a-z0-9]+(?:-[a-z0-9]+)+)(=.*)?$/s.exec(a);
-  if (!m) return a;
+  const m = /^--(no-)?([a-z0-9]+(?:-[a-z0-9]+)*)(=.*)?$/s.exec(a);
+  if (!m || !m[2]!.includes('-')) return a;
   const camel = m[2]!.replace(/-([a-z0-9])/g, (_, c: string) => c.toUpperCase());
   return `--${m[1] ?? ''}${camel}${m[3] ?? ''}`;
 }

@@ -21,3 +21,8 @@ export { DEFAULT_CLIENT_OPTIONS, parseContentAddressMethod, renderContentAddress
 export { DEFAULT_LIMITS, type WireLimits } from './wire.js';
 export * from './protocol.js';
 export type * from './store-api.js';
+export { LocalStoreAdapter, type DaemonBuildFn } from './local-store-adapter.js';
+export { LocalDaemon } from './local-daemon.js';
+export { RemoteStore, openRemoteStore } from './remote-store.js';
+export { makeDaemonBuild } from './build-engine.js';
+export { peerCredentials, identityOf, identifyPeer, matchUser, decideAccess } from './peer-credentials.js';

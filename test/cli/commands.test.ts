@@ -23,6 +23,8 @@ test('camelFlag spells kebab-case long flags in camelCase, keeping --no- and val
   assert.equal(camelFlag('--no-keep-failed'), '--no-keepFailed');
   assert.equal(camelFlag('--max-jobs=4'), '--maxJobs=4');
   assert.equal(camelFlag('--json'), '--json');
+  assert.equal(camelFlag('--no-x'), '--no-x');
+  assert.equal(camelFlag('--no-out-link'), '--no-outLink');
   assert.equal(camelFlag('-K'), '-K');
   assert.equal(camelFlag('some-word'), 'some-word');
 });
