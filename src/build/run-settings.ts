@@ -27,6 +27,10 @@ export interface RunSettings {
   runDiffHook: boolean;
   /** Run before each sandboxed build; may add sandbox paths. */
   preBuildHook: string;
+  /** recursive-nix-allow-fixed-output: inner builds may build fixed-output derivations (default false). */
+  recursiveAllowFixedOutput?: boolean;
+  /** daemon-max-connections: connection handlers of a recursive build's daemon (default 16). */
+  daemonMaxConnections?: number;
 }
 
 export function runSettingsFrom(s: Settings, cpus: number): RunSettings {
@@ -57,5 +61,7 @@ export function runSettingsFrom(s: Settings, cpus: number): RunSettings {
     diffHook: s.get('diff-hook'),
     runDiffHook: s.get('run-diff-hook'),
     preBuildHook: s.get('pre-build-hook'),
+    recursiveAllowFixedOutput: s.get('recursive-nix-allow-fixed-output'),
+    daemonMaxConnections: s.get('daemon-max-connections'),
   };
 }

@@ -43,7 +43,7 @@ export const SETTINGS = {
   'auto-optimise-store': { kind: 'bool', description: 'hard-link identical files in new outputs' },
   'trusted-users': { kind: 'list', description: 'users the daemon trusts' },
   'allowed-users': { kind: 'list', description: 'users that may connect to the daemon' },
-  'recursive-allow-fixed-output': {
+  'recursive-nix-allow-fixed-output': {
     kind: 'bool',
     description: 'let recursive builds build fixed-output derivations (gives them the network)',
   },
@@ -85,7 +85,7 @@ export interface SettingValues {
   'auto-optimise-store': boolean;
   'trusted-users': string[];
   'allowed-users': string[];
-  'recursive-allow-fixed-output': boolean;
+  'recursive-nix-allow-fixed-output': boolean;
   'daemon-max-connections': number;
   'fsync-metadata': boolean;
   'experimental-features': string[];
@@ -136,7 +136,7 @@ export function defaultValues(host: HostFacts): SettingValues {
     'auto-optimise-store': false,
     'trusted-users': ['root'],
     'allowed-users': ['*'],
-    'recursive-allow-fixed-output': false,
+    'recursive-nix-allow-fixed-output': false,
     'daemon-max-connections': 16,
     'fsync-metadata': false,
     'experimental-features': [],
