@@ -11,7 +11,8 @@
  *   1  the log channel: builder stdout, and stderr (dup'ed onto it)
  *   3  the request (read to EOF)
  *   4  status: "P <pid>\n" then EOF on the builder's exec (close-on-exec), or
- *      "E <message>\n" once on a fatal setup error; probe mode writes
+ *      "E <message>\n" once on a fatal setup error, or "B <message>\n" when
+ *      the builder itself cannot be executed; probe mode writes
  *      "S <step> <detail>\n" / "F <step> <errno> <message>\n" lines
  *   5  result: "X <code> <signal> <utime-us> <stime-us> <maxrss-kib>\n"
  *      written by the monitor when the sandbox's init has been reaped
@@ -118,7 +119,8 @@ enum {
   T_PERSONALITY = 15, T_NO_NEW_PRIVS = 16, T_SECCOMP = 17, T_BUILDER = 18,
   T_ARG = 19, T_ENV = 20, T_DROP_GROUPS = 21, T_CGROUP = 22, T_NEWCGROUP = 23,
   T_TARGET_PID = 24, T_SOURCE = 25, T_TARGET = 26, T_UMASK = 27, T_KILL_UID = 28,
-  T_LOOPBACK = 29, T_STORE_DIR = 30, T_SOCKET = 31, T_TOKEN = 32, T_BUILD_ID = 33
+  T_LOOPBACK = 29, T_STORE_DIR = 30, T_SOCKET = 31, T_TOKEN = 32, T_BUILD_ID = 33,
+  T_REAPER = 34
 };
 enum { MODE_RUN = 1, MODE_PROBE = 2, MODE_ADD_PATH = 3, MODE_KILL_USER = 4 };
 enum { OP_MKDIR = 1, OP_WRITE = 2, OP_SYMLINK = 3, OP_BIND = 4, OP_MOUNT = 5,
@@ -143,7 +145,7 @@ struct request {
   uint32_t mode;
   uint64_t clone_flags, parent_pid, self_map, sandbox_uid, sandbox_gid;
   uint64_t keep_ns, personality, no_new_privs, drop_groups, newcgroup;
-  uint64_t target_pid, umask_, kill_uid, loopback, build_id;
+  uint64_t target_pid, umask_, kill_uid, loopback, build_id, reaper;
   struct str uid_map, gid_map, hostname, domainname, chroot, cwd, seccomp;
   struct str builder, cgroup, source, target, store_dir, socket_name, token;
   struct op *ops; size_t nops;
@@ -302,6 +304,7 @@ static void parse_request(unsigned char *buf, size_t len) {
     case T_KILL_UID: R.kill_uid = rd64(p, n, tag); break;
     case T_LOOPBACK: R.loopback = rd64(p, n, tag); break;
     case T_BUILD_ID: R.build_id = rd64(p, n, tag); break;
+    case T_REAPER: R.reaper = rd64(p, n, tag); break;
     case T_SOCKET: check_nul(tag, s.p, n); R.socket_name = s; break;
     case T_TOKEN: check_nul(tag, s.p, n); R.token = s; break;
     case T_SECCOMP:
@@ -714,6 +717,58 @@ static void loopback_up(void) {
   close(fd);
 }
 
+/* The builder could not be executed: a build failure (as in Nix), not a
+ * sandbox setup error, hence its own status line. */
+__attribute__((noreturn)) static void exec_failed(const char *builder) {
+  int e = errno;
+  const char *fmt = "executing '%s': %s";
+  char buf[PATH_MAX + 256];
+  snprintf(buf, sizeof buf, fmt, builder, strerror(e));
+  report('B', "%s", buf);
+  _exit(127);
+}
+
+/* Reaper mode (unsandboxed builds in a PID namespace): the init forks the
+ * builder instead of becoming it. As pid 1 the builder would ignore its own
+ * fatal signals (`kill -9 $$`), unlike a builder run by Nix without a
+ * sandbox. The init reaps every process, kills the rest once the builder is
+ * gone, and sends the builder's wait status ("W <status>") to the monitor. */
+__attribute__((noreturn)) static void run_under_reaper(const char *builder) {
+  pid_t b = fork();
+  if (b < 0) die("forking the builder: %s", strerror(errno));
+  if (b == 0) {
+    execve(builder, R.argv, R.envp);
+    exec_failed(builder);
+  }
+  /* Only the builder may hold the status channel (its EOF means exec) and
+   * the log (its EOF ends the build's output). */
+  close(FD_STATUS);
+  close(0);
+  close(1);
+  close(2);
+  int status = 0, done = 0;
+  for (;;) {
+    int st;
+    pid_t w = waitpid(-1, &st, __WALL);
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      break; /* ECHILD: nothing is left in the namespace */
+    }
+    if (w == b) {
+      status = st;
+      done = 1;
+    }
+    /* Repeated after every reap: a process may fork while being killed. */
+    if (done) kill(-1, SIGKILL);
+  }
+  if (done) {
+    char msg[32];
+    int n = snprintf(msg, sizeof msg, "W %d", status);
+    if (send(sync_child, msg, (size_t)n, MSG_NOSIGNAL) < 0) _exit(1);
+  }
+  _exit(done ? 0 : 1);
+}
+
 __attribute__((noreturn)) static void sandbox_init(void) {
   status_fd = FD_STATUS;
   close(sync_parent);
@@ -792,7 +847,8 @@ __attribute__((noreturn)) static void sandbox_init(void) {
     close(root_fd);
     close(disk_fd);
   }
-  close(sync_child);
+  /* The reaper reports the builder's status to the monitor through it. */
+  if (!R.reaper) close(sync_child);
 
   if (setresgid((gid_t)R.sandbox_gid, (gid_t)R.sandbox_gid, (gid_t)R.sandbox_gid) < 0)
     die("setgid failed: %s", strerror(errno));
@@ -824,8 +880,9 @@ __attribute__((noreturn)) static void sandbox_init(void) {
   }
   umask((mode_t)R.umask_);
   char *builder = cstr(R.builder);
+  if (R.reaper) run_under_reaper(builder);
   execve(builder, R.argv, R.envp);
-  die("executing '%s': %s", builder, strerror(errno));
+  exec_failed(builder);
 }
 
 /* ---------- the monitor ---------- */
@@ -1008,6 +1065,15 @@ static int run_mode(void) {
   if (server_ctl >= 0) w = wait_serving(pid, &st);
   else
     do w = waitpid(pid, &st, __WALL); while (w < 0 && errno == EINTR);
+  if (R.reaper && w == pid && WIFEXITED(st) && WEXITSTATUS(st) == 0) {
+    /* The builder's own status, from the reaper. */
+    char msg[32];
+    ssize_t r = recv(sync_parent, msg, sizeof msg - 1, MSG_DONTWAIT);
+    if (r > 2 && msg[0] == 'W') {
+      msg[r] = 0;
+      st = atoi(msg + 2);
+    }
+  }
   struct rusage ru;
   memset(&ru, 0, sizeof ru);
   getrusage(RUSAGE_CHILDREN, &ru);

@@ -8,6 +8,8 @@
 // Status (fd 4, close-on-exec in the builder):
 //   "P <pid>"                  the sandbox init's pid (host namespace)
 //   "E <message>"              fatal setup error (at most one)
+//   "B <message>"              the builder could not be executed (a build
+//                              failure, as in Nix: "executing '...': ...")
 //   "S <step> <detail>"        probe step passed
 //   "F <step> <errno> <text>"  probe step failed
 //   EOF without E              the builder was exec'd
@@ -21,6 +23,9 @@
 // Result (fd 5, written by the monitor when the init has been reaped):
 //   "X <code> <signal> <utime-us> <stime-us> <maxrss-kib>"
 //   (code -1 when killed by a signal; EOF without X: the monitor was killed)
+// Reaper mode (REAPER = 1, the unsandboxed backend): the namespace's init
+//   forks the builder, reaps everything, kills the rest when the builder
+//   exits, and the result line carries the builder's own exit status/signal.
 import { SandboxNulByte } from './errors.js';
 
 export const MAGIC = 'DRVBOX01';
@@ -58,6 +63,7 @@ export const Tag = {
   STORE_DIR: 30,
   SOCKET: 31,
   TOKEN: 32,
+  REAPER: 34,
 } as const;
 
 export const Mode = { RUN: 1, PROBE: 2, ADD_PATH: 3, KILL_USER: 4 } as const;
@@ -125,6 +131,8 @@ export interface LauncherRequest {
   storeDir?: string;
   umask?: number;
   killUid?: number;
+  /** The init forks the builder and reaps (see the header). */
+  reaper?: boolean;
   /** Server mode's first frame: abstract socket name and token. */
   socketName?: string;
   token?: string;
@@ -241,6 +249,7 @@ export function encodeRequest(r: LauncherRequest, context = 'sandbox request'): 
   if (r.storeDir !== undefined) w.str(Tag.STORE_DIR, 'store directory', r.storeDir);
   if (r.umask !== undefined) w.u64(Tag.UMASK, r.umask);
   if (r.killUid !== undefined) w.u64(Tag.KILL_UID, r.killUid);
+  if (r.reaper !== undefined) w.u64(Tag.REAPER, r.reaper);
   if (r.socketName !== undefined) w.str(Tag.SOCKET, 'socket name', r.socketName);
   if (r.token !== undefined) w.str(Tag.TOKEN, 'token', r.token);
   return w.done();
@@ -249,6 +258,7 @@ export function encodeRequest(r: LauncherRequest, context = 'sandbox request'): 
 export type StatusLine =
   | { kind: 'pid'; pid: number; monitorPid?: number }
   | { kind: 'error'; message: string }
+  | { kind: 'exec-failed'; message: string }
   | { kind: 'step-ok'; step: string; detail: string }
   | { kind: 'step-failed'; step: string; errno: number; message: string }
   | { kind: 'other'; text: string };
@@ -265,6 +275,8 @@ export function parseStatusLine(line: string): StatusLine {
       return { kind: 'other', text: 'R' };
     case 'E ':
       return { kind: 'error', message: rest };
+    case 'B ':
+      return { kind: 'exec-failed', message: rest };
     case 'S ': {
       const sp = rest.indexOf(' ');
       return sp < 0 ? { kind: 'step-ok', step: rest, detail: '' } : { kind: 'step-ok', step: rest.slice(0, sp), detail: rest.slice(sp + 1) };

@@ -6,6 +6,7 @@ import { basename, join } from 'node:path';
 import type { Readable } from 'node:stream';
 import type { ExitStatus, ResourceUsage, RunningBuild } from '../backend.js';
 import { AddPathFailed, SandboxSetupFailed } from './errors.js';
+import { ExecFailedBuild } from './exec-failed.js';
 import { requireLauncher } from './launcher-path.js';
 import type { LinuxSandboxSpec, SandboxOp } from './plan.js';
 import { physicalPath } from './plan.js';
@@ -252,7 +253,7 @@ export class LinuxRunningBuild implements RunningBuild {
 }
 
 
-export async function startLinux(spec: LinuxSandboxSpec): Promise<LinuxRunningBuild> {
+export async function startLinux(spec: LinuxSandboxSpec): Promise<RunningBuild> {
   const launcher = requireLauncher();
   const bpf = spec.seccomp ? compileSeccomp(spec.seccomp).bpf : null;
   const cgroup = spec.namespaces.cgroup ? createBuildCgroup(spec.request.drvPath) : null;
@@ -262,6 +263,14 @@ export async function startLinux(spec: LinuxSandboxSpec): Promise<LinuxRunningBu
   const oneShot = process.env.DRVBOX_LAUNCHER_ONESHOT === '1';
   const proc = oneShot ? spawnLauncher(launcher, request, true) : await launcherServer(launcher).start(request);
   const lines = await proc.status;
+  const execFailed = lines.find((l) => l.kind === 'exec-failed');
+  if (execFailed && execFailed.kind === 'exec-failed') {
+    // The sandbox was set up; the builder could not be run: a build failure.
+    proc.log?.resume();
+    await proc.exited;
+    if (cgroup) await destroyCgroup(cgroup);
+    return new ExecFailedBuild(execFailed.message);
+  }
   const err = lines.find((l) => l.kind === 'error');
   const pidLine = lines.find((l) => l.kind === 'pid');
   if (err || !pidLine || pidLine.kind !== 'pid') {

@@ -251,7 +251,7 @@ export class LauncherServer {
           continue;
         }
         statusLines.push(s);
-        if (s.kind === 'error') {
+        if (s.kind === 'error' || s.kind === 'exec-failed') {
           statusDone = true;
           resolveStatus(statusLines);
         }

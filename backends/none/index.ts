@@ -48,7 +48,7 @@ export function createNoneBackend(deps: NoneBackendDeps = {}): Backend {
             detail: !linux
               ? 'builders run in their own process group'
               : problem === null
-                ? 'builders run as init of their own PID namespace (the launcher in minimal mode)'
+                ? 'builders run in their own PID namespace under a minimal init that reaps them (the launcher in minimal mode)'
                 : `builders run in their own process group: ${problem}`,
             ...(linux && problem !== null ? { fix: "build the launcher ('npm run build') and allow user namespaces" } : {}),
           },

@@ -1,13 +1,15 @@
 // The unsandboxed backend's plan: pure data saying how the builder runs.
 //
 // The builder sees the host as it is; only its process tree is contained:
-//   pid-namespace  (Linux) it is the init of a new PID namespace, started by
-//                  the Linux launcher in its minimal mode (no mounts, no
-//                  pivot; a user namespace mapping our own uid/gid to
-//                  themselves when not root). When the builder exits or is
-//                  killed, the kernel kills every process it left, including
-//                  ones that setsid()ed away; PR_SET_PDEATHSIG takes the
-//                  whole tree down when drvbox itself dies (kill -9).
+//   pid-namespace  (Linux) it runs in a new PID namespace, started by the
+//                  Linux launcher in its minimal mode (no mounts, no pivot;
+//                  a user namespace mapping our own uid/gid to themselves
+//                  when not root) under a minimal init (reaper mode): the
+//                  builder is pid 2, so its own fatal signals work as on the
+//                  host (`kill -9 $$`). When the builder exits or is killed,
+//                  the init kills every process it left, including ones that
+//                  setsid()ed away; PR_SET_PDEATHSIG takes the whole tree
+//                  down when drvbox itself dies (kill -9).
 //   process-group  (macOS, or Linux without the launcher or namespaces) its
 //                  own session and process group, killed as a group; a
 //                  process that starts a new session escapes this.
@@ -78,7 +80,7 @@ export function explainNone(spec: NoneSandboxSpec): string {
   out.push(`no sandbox for ${r.drvPath} (${r.system}): the builder sees the host file system and network`);
   if (spec.containment === 'pid-namespace') {
     out.push(
-      'containment: PID namespace (the builder is its init: when it exits or is killed, every process it started dies; ' +
+      'containment: PID namespace (a minimal init runs the builder and reaps; when the builder exits or is killed, every process it started dies; ' +
         'PR_SET_PDEATHSIG kills it when drvbox dies)',
     );
     if (spec.userNamespace) out.push(`identity: uid ${spec.uid} gid ${spec.gid}, mapped to themselves in a user namespace`);

@@ -2,7 +2,9 @@
 //
 // pid-namespace: the Linux launcher (backends/linux/launcher.c) in its
 //   minimal mode: clone(CLONE_NEWPID [| CLONE_NEWUSER]), no chroot (so no
-//   mounts and no pivot_root), setsid, cwd, exact argv and envp, exec. The
+//   mounts and no pivot_root), setsid, cwd, exact argv and envp; its init
+//   forks the builder (reaper mode: the builder is not pid 1, which would
+//   ignore its own `kill -9 $$`), reaps, and kills what the builder left. The
 //   request is serialised by backends/linux/protocol.ts; the launcher server
 //   (backends/linux/server.ts) forks the monitor, as for sandboxed builds.
 // process-group: child_process.spawn in a new session; kill() signals the
@@ -12,10 +14,11 @@
 import { spawn } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
-import { PassThrough, Readable } from 'node:stream';
+import { PassThrough, type Readable } from 'node:stream';
 import type { ExitStatus, ResourceUsage, RunningBuild } from '../backend.js';
 import { BuilderStartFailed } from '../../src/build/errors-run.js';
 import type { NoneSandboxSpec } from './plan.js';
+import { ExecFailedBuild } from '../linux/exec-failed.js';
 
 /** How long kill() waits for the launcher's monitor before SIGKILLing it. */
 const KILL_GRACE_MS = 5000;
@@ -29,24 +32,6 @@ let pidNamespaceBroken: string | null = null;
 
 export function pidNamespaceProblem(): string | null {
   return pidNamespaceBroken;
-}
-
-/** A build that failed before exec, reported as Nix reports it: the message in the log, exit code 1. */
-class ExecFailedBuild implements RunningBuild {
-  readonly pid = 0;
-  readonly log: Readable;
-  constructor(message: string) {
-    this.log = Readable.from([Buffer.from(`error: ${message}\n`, 'utf8')]);
-  }
-  wait(): Promise<ExitStatus> {
-    return Promise.resolve({ code: 1, signal: null });
-  }
-  kill(): Promise<void> {
-    return Promise.resolve();
-  }
-  usage(): ResourceUsage | null {
-    return null;
-  }
 }
 
 interface LauncherProc {
@@ -81,7 +66,7 @@ class NamespaceBuild implements RunningBuild {
     this.setupError = proc.status.then((lines) => {
       const pid = lines.find((l) => l.kind === 'pid');
       if (pid?.pid) this.initPid = pid.pid;
-      const err = lines.find((l) => l.kind === 'error');
+      const err = lines.find((l) => l.kind === 'error' || l.kind === 'exec-failed');
       return err ? (err.message ?? 'the launcher failed') : pid ? null : 'the launcher exited without starting the builder';
     });
     const out = new PassThrough({ highWaterMark: 1 << 20 });
@@ -172,6 +157,8 @@ async function startInPidNamespace(spec: NoneSandboxSpec): Promise<RunningBuild 
       argv: spec.argv,
       env: spec.env,
       umask: 0o022,
+      // As init of the namespace the builder would ignore `kill -9 $$`.
+      reaper: true,
     },
     ctx,
   );
@@ -183,14 +170,15 @@ async function startInPidNamespace(spec: NoneSandboxSpec): Promise<RunningBuild 
   // builder runs meanwhile, and a late setup error still fails the build.
   if (pidNamespaceProven) return new NamespaceBuild(proc, protocol.parseResultLine);
   const lines = await proc.status;
+  const execFailed = lines.find((l) => l.kind === 'exec-failed');
   const err = lines.find((l) => l.kind === 'error');
   const pidLine = lines.find((l) => l.kind === 'pid');
-  if (err || !pidLine) {
+  if (execFailed || err || !pidLine) {
     proc.log?.resume();
     await proc.exited;
-    const message = err?.message ?? 'the launcher exited without starting the builder';
     // The builder itself could not be exec'd: a build failure, as in Nix.
-    if (message.startsWith('executing ')) return new ExecFailedBuild(message);
+    if (execFailed?.message !== undefined) return new ExecFailedBuild(execFailed.message);
+    const message = err?.message ?? 'the launcher exited without starting the builder';
     if (message.startsWith('changing into ')) {
       throw new BuilderStartFailed(`${ctx}: ${message}`, { drvPath: spec.request.drvPath, detail: message });
     }

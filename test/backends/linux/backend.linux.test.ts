@@ -252,12 +252,14 @@ describe('linux backend: paths added while running (recursive builds)', () => {
     const link = `${STORE}/eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee-latelink`;
     const input = fx.addStoreDir('ffffffffffffffffffffffffffffffff-input');
     const r = await runBuild(
-      fx.request(`B=/bin/busybox; $B ls /nix/store; while [ ! -e /build/go ]; do $B sleep 0.02; done; $B ls /nix/store; $B cat ${dir}/f ${file}; $B readlink ${link}; echo x >> ${file} || echo ro`, {
+      fx.request(`B=/bin/busybox; $B ls /nix/store; : > /build/listed; while [ ! -e /build/go ]; do $B sleep 0.02; done; $B ls /nix/store; $B cat ${dir}/f ${file}; $B readlink ${link}; echo x >> ${file} || echo ro`, {
         sandboxPaths: BB,
         inputPaths: [input],
         requiredSystemFeatures: ['recursive-nix'],
       }),
       async (b) => {
+        // Only once the builder has listed the store as it was at the start.
+        while (!existsSync(join(fx.buildDir, 'listed'))) await sleep(10);
         await b.addPath(dir);
         await b.addPath(file);
         await b.addPath(link);
@@ -290,12 +292,29 @@ describe('linux backend: paths added while running (recursive builds)', () => {
 });
 
 describe('linux backend: failures before the builder runs', () => {
-  test('a missing builder fails setup with the exec error', async (t) => {
+  test('a builder that cannot be executed fails the build as in Nix (exit code 1, the errno in the log), not the setup', async (t) => {
     const fx = fixture(t);
-    const spec = linuxBackend.plan(fx.request('', { sandboxPaths: BB, builder: '/nope/builder' }), localPlanHost());
+    for (const [builder, why] of [
+      ['/nope/builder', 'No such file or directory'],
+      ['/etc/passwd', 'Permission denied'],
+    ] as const) {
+      const spec = linuxBackend.plan(fx.request('', { sandboxPaths: BB, builder }), localPlanHost());
+      const b = await linuxBackend.start(spec);
+      const chunks: Buffer[] = [];
+      b.log.on('data', (c: Buffer) => chunks.push(c));
+      await new Promise((r) => b.log.once('end', r));
+      assert.deepEqual(await b.wait(), { code: 1, signal: null });
+      assert.equal(Buffer.concat(chunks).toString(), `error: executing '${builder}': ${why}\n`);
+    }
+  });
+
+  test('a sandbox that cannot be set up is a setup error', async (t) => {
+    const fx = fixture(t);
+    const spec = linuxBackend.plan(fx.request('true', { sandboxPaths: BB }), localPlanHost());
+    (spec as unknown as { cwd: string }).cwd = '/no/such/dir';
     await assert.rejects(linuxBackend.start(spec), (e: unknown) => {
       assert.ok(e instanceof SandboxSetupFailed);
-      assert.equal(e.message, `while setting up the build environment for '${spec.request.drvPath}': executing '/nope/builder': No such file or directory`);
+      assert.equal(e.message, `while setting up the build environment for '${spec.request.drvPath}': changing into '/no/such/dir': No such file or directory`);
       return true;
     });
   });

@@ -70,10 +70,17 @@ for (const containment of ['pid-namespace', 'process-group'] as const) {
     test('a builder that cannot be executed fails like Nix: the message in the log, exit code 1', async (t) => {
       requireLinux('the PID namespace containment');
       const dir = tempDir(t);
-      const r = await be.start(be.plan(request({ builder: join(dir, 'nope'), args: [], buildDirHost: dir }), host));
+      // Twice: the second start does not wait for the exec to be confirmed.
+      for (let i = 0; i < 2; i++) {
+        const r = await be.start(be.plan(request({ builder: join(dir, 'nope'), args: [], buildDirHost: dir }), host));
+        const [text, status] = await Promise.all([collect(r), r.wait()]);
+        assert.deepEqual(status, { code: 1, signal: null });
+        assert.equal(text, `error: executing '${join(dir, 'nope')}': No such file or directory\n`);
+      }
+      const r = await be.start(be.plan(request({ builder: '/etc/passwd', args: [], buildDirHost: dir }), host));
       const [text, status] = await Promise.all([collect(r), r.wait()]);
       assert.deepEqual(status, { code: 1, signal: null });
-      assert.equal(text, `error: executing '${join(dir, 'nope')}': No such file or directory\n`);
+      assert.equal(text, `error: executing '/etc/passwd': ${containment === 'pid-namespace' ? 'Permission denied' : 'spawn /etc/passwd EACCES'}\n`);
     });
 
     test('kill() ends the whole build, including a grandchild that daemonised itself (setsid)', async (t) => {
@@ -107,6 +114,34 @@ for (const containment of ['pid-namespace', 'process-group'] as const) {
         }
       }
       assert.deepEqual(left, []);
+    });
+
+    test('the builder can kill itself (`kill -9 $$`), as without a PID namespace: it is not the namespace\'s init', async (t) => {
+      requireLinux('the PID namespace containment');
+      const dir = tempDir(t);
+      for (const [sig, name] of [
+        ['9', 'SIGKILL'],
+        ['TERM', 'SIGTERM'],
+      ] as const) {
+        const r = await be.start(be.plan(request({ args: ['-c', `echo before; kill -${sig} $$; echo survived`], buildDirHost: dir }), host));
+        const [text, status] = await Promise.all([collect(r), r.wait()]);
+        assert.equal(text, 'before\n', sig);
+        assert.deepEqual(status, { code: null, signal: name });
+      }
+    });
+
+    test('the builder\'s own exit status is reported, not its init\'s; usage() has its CPU time', async (t) => {
+      requireLinux('the PID namespace containment');
+      const dir = tempDir(t);
+      const r = await be.start(
+        be.plan(request({ args: ['-c', 'i=0; while [ $i -lt 30000 ]; do i=$((i+1)); done; (exit 5) & wait; exit 42'], buildDirHost: dir }), host),
+      );
+      const [, status] = await Promise.all([collect(r), r.wait()]);
+      assert.deepEqual(status, { code: 42, signal: null });
+      if (containment === 'pid-namespace') {
+        const u = r.usage();
+        assert.ok(u && u.cpuUserMs + u.cpuSystemMs > 0, JSON.stringify(u));
+      }
     });
 
     test('the builder exiting ends its background processes too (they would hold the log open)', async (t) => {
