@@ -122,12 +122,18 @@ export interface RunningGoal {
  * requiredSystemFeatures include 'recursive-nix', start() runs before the
  * backend plans, with the build dir; it returns the socket (host path, given
  * to the backend as daemonSocketHost), the variables to add to the builder's
- * environment (NIX_REMOTE=unix://<buildDirSandbox>/...) and stop(), called at
- * teardown. Paths the daemon builds or adds go through `addPath`: made
- * visible to the running builder and scanned as possible references by
- * registerOutputs.
+ * environment (NIX_REMOTE=unix://<buildDirSandbox>/...) and stop(), called
+ * once: as soon as the builder exited (before registration scans the
+ * outputs), or at teardown when the build ended earlier. Paths the daemon
+ * builds or adds go through `addPath`: made visible to the running builder
+ * and scanned as possible references by registerOutputs.
  */
 export interface RecursiveBuildHook {
+  /**
+   * The derivation name to use in the build dir's name under `parent`, so
+   * that the daemon socket inside fits the unix-socket limit.
+   */
+  buildDirName?(parent: string, drvName: string): string;
   start(ctx: {
     drvPath: string;
     drv: Derivation;
@@ -135,7 +141,17 @@ export interface RecursiveBuildHook {
     buildDirSandbox: string;
     inputClosure: ReadonlySet<string>;
     addPath(storePath: string): Promise<void>;
-  }): Promise<{ socketHost: string; env: Record<string, string>; stop(): Promise<void> }>;
+  }): Promise<RecursiveSessionHandle>;
+}
+
+/** A recursive build's daemon, as the goal drives it. */
+export interface RecursiveSessionHandle {
+  socketHost: string;
+  env: Record<string, string>;
+  /** Ends every connection and removes the socket; idempotent. */
+  stop(): Promise<void>;
+  /** Gives the socket to the build user the builder runs as (build-users-group). */
+  chownToBuilder?(uid: number, gid: number): void;
 }
 
 /** Nix's BuildResult statuses that decide nix-build's exit code. */
@@ -450,7 +466,10 @@ export async function runGoal(g: GoalInput): Promise<GoalResult> {
     const logPath = drvLogPath(store.layout.drvLogDir, drvPath);
     const logOpening = BuildLog.open(logPath, { onChunk: (c) => report.chunk(drvPath, c) });
     logOpening.catch(() => {});
-    const buildDirMaking = isBuiltin(drv) ? null : makeBuildDirAsync(settings.buildDir, drv.name);
+    // A recursive build's socket lives in the build dir: its name is kept short enough.
+    const wantsDaemon = !!g.recursive && new DrvAttrs(drv).requiredSystemFeatures().includes('recursive-nix');
+    const dirName = wantsDaemon && g.recursive!.buildDirName ? g.recursive!.buildDirName(settings.buildDir, drv.name) : drv.name;
+    const buildDirMaking = isBuiltin(drv) ? null : makeBuildDirAsync(settings.buildDir, dirName);
     buildDirMaking?.catch(() => {});
     // Whatever happens next, these are cleaned up.
     const adopt = async () => {
@@ -600,9 +619,10 @@ export async function runGoal(g: GoalInput): Promise<GoalResult> {
         if (runningNow && specNow) await be.addPath(runningNow, specNow, p);
       };
       let daemonSocketHost: string | null = null;
-      if (g.recursive && attrs.requiredSystemFeatures().includes('recursive-nix')) {
+      let session: RecursiveSessionHandle | null = null;
+      if (wantsDaemon) {
         try {
-          const session = await g.recursive.start({ drvPath, drv, buildDirHost: buildDir, buildDirSandbox, inputClosure, addPath });
+          session = await g.recursive!.start({ drvPath, drv, buildDirHost: buildDir, buildDirSandbox, inputClosure, addPath });
           recursiveStop = session.stop;
           daemonSocketHost = session.socketHost;
           const env = new Map(desugared.env);
@@ -629,6 +649,8 @@ export async function runGoal(g: GoalInput): Promise<GoalResult> {
       });
       try {
         spec = be.plan(request([]), choice!.planHost);
+        const user = spec.request.buildUser;
+        if (session?.chownToBuilder && user) session.chownToBuilder(user.uid, user.gid);
         // Nix runs the pre-build hook for sandboxed builds only, with the sandbox root.
         if (settings.preBuildHook !== '' && be.caps.sandboxed) {
           const extra = await parts.runPreBuildHook({
@@ -703,6 +725,16 @@ export async function runGoal(g: GoalInput): Promise<GoalResult> {
           }),
         ]);
         if (drain) clearTimeout(drain);
+        // No path may join the build once registration scans the outputs.
+        if (recursiveStop) {
+          const stopNow = recursiveStop;
+          recursiveStop = null;
+          try {
+            await stopNow();
+          } catch (e) {
+            report.message(`warning: stopping the recursive-build daemon of '${drvPath}': ${(e as Error).message}`);
+          }
+        }
       } finally {
         if (timer) clearInterval(timer);
         signal.removeEventListener('abort', onAbort);

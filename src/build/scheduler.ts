@@ -20,6 +20,7 @@ import { setMaxListeners } from 'node:events';
 import type { BackendChoice, BackendForInput } from '../../backends/backend.js';
 import { isBuiltin, type Derivation } from '../format/derivation.js';
 import type { LocalStore } from '../store/local-store.js';
+import { DrvAttrs } from './drv-attrs.js';
 import { BuildInterrupted, DependencyFailed, MissingInputPath, NoBuildSlots } from './errors-run.js';
 import type { EngineParts, FailureKind, GoalResult, RecursiveBuildHook, RunningGoal, RunSettings, Slots } from './goal.js';
 import type { BuildLog } from './logs.js';
@@ -49,8 +50,14 @@ export interface SchedulerOptions {
   parts?: EngineParts;
   chooseBackend?(i: BackendForInput): Promise<BackendChoice>;
   onRunning?(g: RunningGoal): void;
-  /** Recursive builds (recursive-nix): see RecursiveBuildHook. */
-  recursive?: RecursiveBuildHook;
+  /**
+   * Recursive builds (recursive-nix): see RecursiveBuildHook. Default: a
+   * worker-protocol daemon per 'recursive-nix' derivation (recursive.ts),
+   * made only when one is planned; null: none (the feature then does nothing).
+   */
+  recursive?: RecursiveBuildHook | null;
+  /** Build slots to share instead of a fresh max-jobs semaphore (inner builds of one recursive build). */
+  slots?: Slots;
 }
 
 export type TargetStatus = 'built' | 'valid' | 'failed' | 'cancelled';
@@ -127,6 +134,11 @@ export class Semaphore implements Slots {
     if (w) w.go();
     else this.free++;
   }
+}
+
+/** Whether a derivation asks for a recursive-build daemon. */
+function requiresRecursiveNix(drv: Derivation): boolean {
+  return new DrvAttrs(drv).requiredSystemFeatures().includes('recursive-nix');
 }
 
 /** nix-build's exit status from the failures of one run (Nix's Worker::exitStatus). */
@@ -285,7 +297,17 @@ async function runDag(todo: Node[], goals: Map<string, GoalResult>, failures: Fa
     if (c.warning === null) choices.set(key, c);
     return c;
   };
-  const slots = new Semaphore(Math.max(1, settings.maxJobs));
+  const slots = opts.slots ?? new Semaphore(Math.max(1, settings.maxJobs));
+  let recursive = opts.recursive ?? null;
+  if (opts.recursive === undefined && todo.some((n) => requiresRecursiveNix(n.drv))) {
+    const { createRecursiveHook } = await import('./recursive.js');
+    recursive = createRecursiveHook({
+      store,
+      settings,
+      ...(opts.parts ? { parts: opts.parts } : {}),
+      ...(opts.chooseBackend ? { chooseBackend: opts.chooseBackend } : {}),
+    });
+  }
   // Cancels every goal: Ctrl-C, or a failure without keep-going.
   const cancel = new AbortController();
   // Every waiting goal listens to it.
@@ -403,7 +425,7 @@ async function runDag(todo: Node[], goals: Map<string, GoalResult>, failures: Fa
       parts,
       chooseBackend,
       ...(opts.onRunning ? { onRunning: opts.onRunning } : {}),
-      ...(opts.recursive ? { recursive: opts.recursive } : {}),
+      ...(recursive ? { recursive } : {}),
     });
 
   const runNode = async (node: Node): Promise<GoalResult> => {

@@ -10,7 +10,8 @@
 // this request only.
 import { Settings } from '../config/settings.js';
 import type { GoalResult } from '../build/goal.js';
-import type { TargetResult } from '../build/scheduler.js';
+import type { RunSettings } from '../build/run-settings.js';
+import type { SchedulerOptions, TargetResult } from '../build/scheduler.js';
 import type { BuildTarget } from '../build/targets.js';
 import { formatHash } from '../format/hash.js';
 import { staticOutputHashes } from '../format/hash-modulo.js';
@@ -157,22 +158,48 @@ function clientReporter(ctx: DaemonBuildContext) {
   };
 }
 
-/** The engine behind `drvbox daemon`, acting with `settings` (plus each client's). */
-export function makeDaemonBuild(settings: Settings): DaemonBuildFn {
+/** What one request's builds run with, besides the targets. */
+export interface EngineBuildOptions {
+  /** The settings of this request's builds (may depend on the client). */
+  settingsFor(ctx: DaemonBuildContext): { run: RunSettings; keepGoing: boolean };
+  /**
+   * Passed to the scheduler as they are: the recursive-build hook, shared
+   * build slots (inner builds of a recursive build), stubs for tests.
+   */
+  scheduler?: Pick<SchedulerOptions, 'recursive' | 'slots' | 'parts' | 'chooseBackend' | 'onRunning'>;
+}
+
+/** The build engine as a DaemonBuildFn: one scheduler run per request. */
+export function makeEngineBuild(o: EngineBuildOptions): DaemonBuildFn {
   return async (targets, mode, ctx) => {
     const { buildTargets } = await import('../build/scheduler.js');
-    const { runSettingsFrom } = await import('../build/run-settings.js');
-    const s = settingsForClient(settings, ctx.options, ctx.trusted, (m) => ctx.log(`warning: ${m}`, Verbosity.Warn));
+    const { run, keepGoing } = o.settingsFor(ctx);
     const reporter = clientReporter(ctx);
     const summary = await buildTargets(targets.map(toBuildTarget), {
+      ...o.scheduler,
       store: ctx.store,
-      settings: runSettingsFrom(s, s.host.cpus),
+      settings: run,
       mode: mode === BuildMode.Check ? 'check' : mode === BuildMode.Repair ? 'repair' : 'normal',
-      keepGoing: s.get('keep-going'),
+      keepGoing,
       reporter,
       signal: ctx.signal,
     }).finally(() => reporter.close());
     return summary.targets.map((t, i) => toResult(ctx.store, targets[i]!, t, summary.goals.get(t.target.drvPath)));
+  };
+}
+
+/** The engine behind `drvbox daemon`, acting with `settings` (plus each client's). */
+export function makeDaemonBuild(settings: Settings): DaemonBuildFn {
+  let runSettingsFrom: typeof import('../build/run-settings.js').runSettingsFrom | null = null;
+  const build = makeEngineBuild({
+    settingsFor(ctx) {
+      const s = settingsForClient(settings, ctx.options, ctx.trusted, (m) => ctx.log(`warning: ${m}`, Verbosity.Warn));
+      return { run: runSettingsFrom!(s, s.host.cpus), keepGoing: s.get('keep-going') };
+    },
+  });
+  return async (targets, mode, ctx) => {
+    runSettingsFrom ??= (await import('../build/run-settings.js')).runSettingsFrom;
+    return build(targets, mode, ctx);
   };
 }
 

@@ -56,7 +56,13 @@ export interface RestrictedStoreOptions {
    */
   addDependency(path: string): Promise<void>;
   /** Whether `drvPath` is a fixed-output derivation (reads the .drv). */
-  isFixedOutput(drvPath: string): Promise<boolean>;
+  isFixedOutput?(drvPath: string): Promise<boolean>;
+  /**
+   * The first derivation with network access (fixed-output, impure) that
+   * building `drvPath` would run: the target or one of its inputs whose
+   * outputs are missing; null when none. Preferred over isFixedOutput.
+   */
+  fixedOutputToBuild?(drvPath: string): Promise<string | null>;
   /** Let inner builds of fixed-output derivations run (default false). */
   allowFixedOutputBuilds?: boolean;
 }
@@ -166,12 +172,18 @@ export class RestrictedStore implements DaemonStore {
     }
     if (!this.opts.allowFixedOutputBuilds) {
       for (const t of targets) {
-        if (t.kind === 'built' && (await this.opts.isFixedOutput(t.drvPath))) {
-          throw new RecursiveFixedOutputDenied(
-            `cannot build fixed-output derivation '${t.drvPath}' in recursive Nix: it could reach the network from inside the sandbox (set '${ALLOW_FIXED_OUTPUT_SETTING} = true' to allow it)`,
-            { drvPath: t.drvPath },
-          );
-        }
+        if (t.kind !== 'built') continue;
+        const fod = this.opts.fixedOutputToBuild
+          ? await this.opts.fixedOutputToBuild(t.drvPath)
+          : (await this.opts.isFixedOutput?.(t.drvPath))
+            ? t.drvPath
+            : null;
+        if (fod === null) continue;
+        const neededBy = fod === t.drvPath ? '' : ` (needed by '${t.drvPath}')`;
+        throw new RecursiveFixedOutputDenied(
+          `cannot build fixed-output derivation '${fod}'${neededBy} in recursive Nix: it could reach the network from inside the sandbox (set '${ALLOW_FIXED_OUTPUT_SETTING} = true' to allow it)`,
+          { drvPath: fod, target: t.drvPath },
+        );
       }
     }
     const results = await this.next.buildPaths(targets, mode, ctx);

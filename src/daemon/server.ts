@@ -45,6 +45,8 @@ export interface ServerStats {
   refused: number;
   /** connections that ended with an error */
   failed: number;
+  /** most connections served at once (never above the pool size) */
+  peakActive: number;
 }
 
 interface Pending {
@@ -65,7 +67,7 @@ export class WorkerServer {
   private readonly maxQueued: number;
   private readonly active = new Map<Connection, Pending>();
   private readonly queue: Pending[] = [];
-  private readonly counters = { served: 0, refused: 0, failed: 0 };
+  private readonly counters = { served: 0, refused: 0, failed: 0, peakActive: 0 };
   private server: Server | null = null;
   private socketPath: string | null = null;
   private closing = false;
@@ -167,6 +169,7 @@ export class WorkerServer {
       maxPendingLogBytes: this.opts.maxPendingLogBytes ?? 4 * 1024 * 1024,
     });
     this.active.set(conn, p);
+    this.counters.peakActive = Math.max(this.counters.peakActive, this.active.size);
     p.input.resume();
     conn
       .run()
