@@ -15,6 +15,7 @@
 
 import { lstatSync, realpathSync } from 'node:fs';
 import type { Readable } from 'node:stream';
+import { hostDefaultShell, type DefaultShell } from './linux/default-shell.js';
 
 export type Platform = 'linux' | 'darwin';
 export type SandboxMode = 'true' | 'false' | 'relaxed';
@@ -299,4 +300,16 @@ export async function backendNamed(
   const m = await import('./none/index.js');
   const planHost = genericPlanHost(process.platform === 'darwin' ? 'darwin' : 'linux');
   return { backend: m.noneBackend, planHost, explain: (req) => m.noneBackend.explain(m.noneBackend.plan(req, planHost)) };
+}
+
+/**
+ * The built-in `sandbox-paths` of this host (used unless the setting is
+ * given outright; `extra-sandbox-paths` adds to it): on Linux a `/bin/sh`
+ * that works in the sandbox (a static busybox, else the host's shell with its
+ * loader and libraries; see linux/default-shell.ts); none elsewhere (the
+ * darwin sandbox sees the host's /bin/sh).
+ */
+export function defaultSandboxPaths(platform: NodeJS.Platform = process.platform): DefaultShell {
+  if (platform !== 'linux') return { paths: [], how: 'none on this platform' };
+  return hostDefaultShell();
 }

@@ -15,6 +15,7 @@
 import { existsSync, unlinkSync, writeFileSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import { join } from 'node:path';
+import { defaultSandboxPaths } from '../../backends/backend.js';
 import type {
   Backend,
   BackendChoice,
@@ -297,7 +298,11 @@ export function makeBuildRequest(p: {
     inputPaths: [...new Set(p.inputPaths)].sort(),
     scratchOutputs,
     fixedOutput: type === 'caFixed',
-    sandboxPaths: [...parseSandboxPathSetting(p.settings.sandboxPaths), ...(p.extraSandboxPaths ?? [])],
+    sandboxPaths: [
+      ...(p.settings.defaultSandboxPaths ? parseSandboxPathSetting(defaultSandboxPaths().paths) : []),
+      ...parseSandboxPathSetting(p.settings.sandboxPaths),
+      ...(p.extraSandboxPaths ?? []),
+    ],
     impureHostDeps: attrs.strings('__impureHostDeps') ?? [],
     allowedImpureHostDeps: p.settings.allowedImpureHostDeps,
     requiredSystemFeatures: attrs.requiredSystemFeatures(),

@@ -21,6 +21,8 @@ export interface RunSettings {
   buildDir: string;
   backendSettings: BackendSettings;
   sandboxPaths: string[];
+  /** `sandbox-paths` was not set outright: the host's default (a working /bin/sh) comes first, as Nix's built-in one. */
+  defaultSandboxPaths?: boolean;
   allowedImpureHostDeps: string[];
   autoOptimise: boolean;
   diffHook: string;
@@ -56,6 +58,7 @@ export function runSettingsFrom(s: Settings, cpus: number): RunSettings {
       sandboxFallback: s.get('sandbox-fallback'),
     },
     sandboxPaths: s.get('sandbox-paths'),
+    defaultSandboxPaths: !s.replaced.has('sandbox-paths'),
     allowedImpureHostDeps: s.get('allowed-impure-host-deps'),
     autoOptimise: s.get('auto-optimise-store'),
     diffHook: s.get('diff-hook'),

@@ -195,6 +195,8 @@ export class Settings {
   readonly values: SettingValues;
   /** Where each non-default value came from, for `doctor`. */
   readonly origins = new Map<SettingName, string>();
+  /** Settings given a value outright (not only `extra-` appends): their default is gone. */
+  readonly replaced = new Set<SettingName>();
   readonly warnings: string[] = [];
 
   constructor(readonly host: HostFacts) {
@@ -223,6 +225,7 @@ export class Settings {
       values[a.name] = [...cur, ...(v as string[])];
     } else {
       values[a.name] = v;
+      this.replaced.add(a.name);
     }
     this.origins.set(a.name, a.origin);
   }

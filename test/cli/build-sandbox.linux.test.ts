@@ -61,4 +61,27 @@ describe('drvbox build in the Linux sandbox', () => {
     assert.equal(r.status, 0, r.stderr);
     assert.match(r.stderr, /warning: building '\/nix\/store\/[a-z0-9]{32}-hello\.drv' in the sandbox although 'sandbox' is 'false'/);
   });
+
+  test('without sandbox-paths the host default gives /bin/sh; extra-sandbox-paths adds to it; sandbox-paths replaces it', (t) => {
+    requireLinux('the namespace sandbox');
+    const dir = tempDir(t);
+    const root = join(dir, 'root');
+    mkdirSync(join(dir, 'tmp'));
+    const env = { ...process.env, TMPDIR: join(dir, 'tmp'), XDG_CONFIG_HOME: dir, DRVBOX_CONFIG: '', DRVBOX_STORE: '' };
+    const run = (args: string[]) => spawnSync(process.execPath, [CLI, '--store', root, ...args], { env, encoding: 'utf8' });
+    const extra = join(dir, 'extra.txt');
+    writeFileSync(extra, 'extra file\n');
+    const file = join(dir, 'default-sh.json');
+    const system = `${process.arch === 'arm64' ? 'aarch64' : 'x86_64'}-linux`;
+    writeFileSync(file, JSON.stringify({ name: 'default-sh', system, builder: '/bin/sh', args: ['-c', 'read -r x < /extra.txt; echo "$x" > $out'] }));
+    const ok = run(['build', '--option', 'extra-sandbox-paths', `/extra.txt=${extra}`, file]);
+    assert.equal(ok.status, 0, ok.stderr);
+    assert.equal(readFileSync(join(root, ok.stdout.trim()), 'utf8'), 'extra file\n');
+    const noSh = join(dir, 'no-sh.json');
+    writeFileSync(noSh, JSON.stringify({ name: 'no-sh', system, builder: '/bin/sh', args: ['-c', 'echo > $out'] }));
+    const r = run(['build', '--option', 'sandbox-paths', '', noSh]);
+    assert.equal(r.status, 100, r.stderr);
+    assert.match(r.stderr, /error: builder for '\/nix\/store\/[0-9a-z]{32}-no-sh\.drv' failed with exit code 1/);
+    assert.match(r.stderr, /executing '\/bin\/sh': No such file or directory/);
+  });
 });
