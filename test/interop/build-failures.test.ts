@@ -10,6 +10,7 @@ import { errorBlock, Twin, type Ran } from './build-twin.js';
 const FAILURES = [
   'failExit', 'failSignal', 'missingOutput', 'missingDev', 'cycle', 'hashMismatch', 'allowedRefs', 'disallowedRefs',
   'allowedReqs', 'disallowedReqs', 'badGraphOdd', 'badGraphName', 'badGraphPath', 'wrongPlatform', 'missingFeature',
+  'selfKill', 'noBuilder',
 ] as const;
 
 describe('build differential against Nix 2.8: failures', () => {
