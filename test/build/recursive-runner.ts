@@ -397,6 +397,8 @@ console.log('NOT REACHED');
 }
 
 async function forbidden(run: Run) {
+  await warmUp(run);
+  const fdsBefore = fdCount();
   const outside = await addTextToStore(run.store, 'outside', 'not an input\n', []);
   const input = await addTextToStore(run.store, 'input', 'an input\n', []);
   const drv = await nodeBuilder(
@@ -429,7 +431,8 @@ writeFileSync(process.env.out, JSON.stringify(res));
   );
   const r = await build(run, drv);
   const res = r.out ? JSON.parse(readFileSync(run.store.toRealPath(r.out), 'utf8')) : null;
-  return { ...r, outside, input, res };
+  await new Promise((res) => setTimeout(res, 100));
+  return { ...r, outside, input, res, session: sessionReport(run.sessions.at(-1)), fdsBefore, fdsAfter: fdCount(), connectionErrors: run.connectionErrors.slice(0, 5) };
 }
 
 /**
