@@ -25,6 +25,8 @@ export interface LaunchResult {
   /** Median milliseconds from start to the builder's exit. */
   toExitMs: number;
   samples: number;
+  /** Every start -> exit sample, ms. */
+  exitSamples: number[];
 }
 
 const median = (xs: number[]): number => {
@@ -42,6 +44,7 @@ function waitExit(child: ReturnType<typeof spawn>): Promise<number | null> {
 }
 
 export async function benchSandboxLaunch(iterations = 100, warmup = 10): Promise<LaunchResult[]> {
+  const unsharePath = which('unshare');
   const root = mkdtempSync(join(tmpdir(), 'drvbox-bench-'));
   const store = join(root, 'store');
   const build = join(root, 'build');
@@ -165,7 +168,7 @@ export async function benchSandboxLaunch(iterations = 100, warmup = 10): Promise
       await drvbox('drvbox (launcher server)', false, record);
       await drvbox('drvbox (one launcher per build)', true, record);
       if (bwrapPath) await bwrap(record);
-      await unshare(record);
+      if (unsharePath) await unshare(record);
     }
   } finally {
     delete process.env.DRVBOX_LAUNCHER_ONESHOT;
@@ -176,6 +179,7 @@ export async function benchSandboxLaunch(iterations = 100, warmup = 10): Promise
     toExecMs: s.exec.length ? median(s.exec) : null,
     toExitMs: median(s.exit),
     samples: s.exit.length,
+    exitSamples: s.exit,
   }));
 }
 

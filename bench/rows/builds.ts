@@ -1,0 +1,239 @@
+// Whole builds side by side with Nix 2.8, each run in fresh stores, the two
+// tools alternating: (1) a wide DAG and (3) its no-op rebuild, (2) a chain,
+// the same unsandboxed (issue 3), and (8) a 1,000-derivation DAG with
+// drvbox's own CPU per derivation and where it goes.
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { freshDir, missingPeer, removeTree, type BenchContext } from '../lib/context.js';
+import { bigOutput, chain, layeredDag, wideDag, type DrvSet } from '../lib/derivations.js';
+import { drvboxTool, nixAvailable, nixTool, REPO } from '../lib/env.js';
+import { summariseProfileDir } from '../lib/profile.js';
+import { check, side, type RowResult } from '../lib/report.js';
+import { alternate, median, summarize } from '../lib/stats.js';
+
+const CPU_REPORT = join(fileURLToPath(import.meta.url), '..', '..', 'lib', 'cpu-report.js');
+
+interface Sample {
+  ms: number;
+  rssMB: number | null;
+  /** CPU of the whole process tree (tool, helpers, builders), ms. */
+  treeCpuMs: number | null;
+  out: string;
+  noopMs?: number;
+  noopRssMB?: number | null;
+  /** drvbox's node process alone. */
+  ownCpuMs?: number;
+}
+
+interface BuildOpts {
+  sandbox: boolean;
+  noop?: boolean;
+  ownCpu?: boolean;
+  profileDir?: string;
+}
+
+function lastLine(b: Buffer): string {
+  return b.toString().trim().split('\n').pop() ?? '';
+}
+
+function drvboxBuild(ctx: BenchContext, stream: Buffer, target: string, o: BuildOpts): Sample {
+  const dir = freshDir(ctx, 'drvbox');
+  try {
+    const t = drvboxTool(dir, { sandbox: o.sandbox }, o.ownCpu ? ['--import', CPU_REPORT] : []);
+    t.run(['store', 'import'], { input: stream });
+    const args = ['build', '-j', String(ctx.jobs), '--quiet', target];
+    const cpuFile = join(dir, 'cpu.json');
+    const b = t.run(args, { usage: true, env: { ...t.env, DRVBOX_BENCH_CPU_OUT: cpuFile } });
+    const s: Sample = { ms: b.ms, rssMB: b.peakRssMB, treeCpuMs: sumCpu(b.userMs, b.sysMs), out: lastLine(b.stdout) };
+    if (o.ownCpu && existsSync(cpuFile)) {
+      const u = JSON.parse(readFileSync(cpuFile, 'utf8')) as { userMs: number; sysMs: number };
+      s.ownCpuMs = u.userMs + u.sysMs;
+    }
+    if (o.noop) {
+      const n = t.run(args, { usage: true });
+      if (lastLine(n.stdout) !== s.out) throw new Error(`drvbox no-op printed ${lastLine(n.stdout)}, the build ${s.out}`);
+      s.noopMs = n.ms;
+      s.noopRssMB = n.peakRssMB;
+    }
+    if (o.profileDir) {
+      // Where the CPU goes, from the unbundled build (samples name their source dir); not timed.
+      removeTree(t.root);
+      t.run(['store', 'import'], { input: stream });
+      const unbundled = join(REPO, 'dist', 'src', 'cli', 'main.js');
+      drvboxTool(dir, { sandbox: o.sandbox }, ['--cpu-prof', `--cpu-prof-dir=${o.profileDir}`], unbundled).run(args);
+    }
+    return s;
+  } finally {
+    removeTree(dir);
+  }
+}
+
+function nixBuild(ctx: BenchContext, stream: Buffer, target: string, o: BuildOpts): Sample {
+  const dir = freshDir(ctx, 'nix');
+  try {
+    const n = nixTool(dir, { sandbox: o.sandbox });
+    n.cmd('nix-store', ['--import'], { input: stream });
+    const args = ['-j', String(ctx.jobs), '--no-out-link', target];
+    const b = n.run(args, { usage: true });
+    const s: Sample = { ms: b.ms, rssMB: b.peakRssMB, treeCpuMs: sumCpu(b.userMs, b.sysMs), out: lastLine(b.stdout) };
+    if (o.noop) {
+      const r = n.run(args, { usage: true });
+      s.noopMs = r.ms;
+      s.noopRssMB = r.peakRssMB;
+    }
+    return s;
+  } finally {
+    removeTree(dir);
+  }
+}
+
+function sumCpu(u: number | null, s: number | null): number | null {
+  return u === null || s === null ? null : u + s;
+}
+
+const maxOf = (xs: Array<number | null | undefined>): number | null => {
+  const v = xs.filter((x): x is number => typeof x === 'number');
+  return v.length ? Math.max(...v) : null;
+};
+
+interface Pair {
+  drvbox: Sample[];
+  nix: Sample[];
+}
+
+async function pairRuns(ctx: BenchContext, what: string, set: DrvSet, target: string, rounds: number, o: BuildOpts, withNix: boolean): Promise<Pair> {
+  const stream = set.exportStream();
+  const res: Pair = { drvbox: [], nix: [] };
+  // One unmeasured drvbox build first (small sets only): the page cache is not what the row is about.
+  if (set.size <= 200) drvboxBuild(ctx, stream, target, { sandbox: o.sandbox });
+  const { profileDir, ...plain } = o;
+  const fns = [
+    () => {
+      // Only the first measured run is also profiled (after its timing).
+      res.drvbox.push(drvboxBuild(ctx, stream, target, res.drvbox.length === 0 && profileDir ? o : plain));
+    },
+  ];
+  if (withNix) fns.push(() => void res.nix.push(nixBuild(ctx, stream, target, plain)));
+  await alternate(rounds, fns);
+  ctx.log(`${what}: drvbox ${res.drvbox.map((s) => s.ms.toFixed(0)).join(' ')} ms; nix ${withNix ? res.nix.map((s) => s.ms.toFixed(0)).join(' ') + ' ms' : 'missing'}`);
+  for (const n of res.nix) {
+    if (n.out !== res.drvbox[0]!.out) throw new Error(`${what}: Nix built ${n.out}, drvbox ${res.drvbox[0]!.out}`);
+  }
+  return res;
+}
+
+function buildRow(id: string, n: string, title: string, p: Pair, target: number, withNix: boolean, nixName: string): RowResult {
+  const d = p.drvbox.map((s) => s.ms);
+  const x = p.nix.map((s) => s.ms);
+  const sides = [side('drvbox', 'ms', d, summarize(d), maxOf(p.drvbox.map((s) => s.rssMB)))];
+  if (withNix) sides.push(side(nixName, 'ms', x, summarize(x), maxOf(p.nix.map((s) => s.rssMB))));
+  return {
+    id,
+    n,
+    title,
+    sides,
+    checks: [check('time vs Nix', withNix ? median(d) / median(x) : null, '×', target)],
+    missing: withNix ? [] : [missingPeer('nix')],
+    notes: [],
+  };
+}
+
+export async function buildRows(ctx: BenchContext, want: (id: string) => boolean): Promise<RowResult[]> {
+  const withNix = nixAvailable();
+  const rows: RowResult[] = [];
+  const rounds = ctx.runs;
+  const nixJ = `nix-build -j${ctx.jobs}`;
+
+  if (want('wide') || want('noop')) {
+    const leaves = ctx.quick ? 50 : 100;
+    const { set, target } = wideDag(leaves);
+    const p = await pairRuns(ctx, `wide DAG of ${leaves}`, set, target, rounds, { sandbox: true, noop: true }, withNix);
+    if (want('wide')) rows.push(buildRow('wide', '1', `wide DAG of ${leaves} trivial sandboxed derivations + root, fresh stores, -j${ctx.jobs}`, p, 0.5, withNix, `${nixJ} (sandbox)`));
+    if (want('noop')) {
+      const d = p.drvbox.map((s) => s.noopMs!);
+      const x = p.nix.map((s) => s.noopMs!);
+      const sides = [side('drvbox', 'ms', d, summarize(d), maxOf(p.drvbox.map((s) => s.noopRssMB)))];
+      if (withNix) sides.push(side(nixJ, 'ms', x, summarize(x), maxOf(p.nix.map((s) => s.noopRssMB))));
+      rows.push({
+        id: 'noop',
+        n: '3a',
+        title: `no-op rebuild of (1): everything valid`,
+        sides,
+        checks: [check('time vs Nix', withNix ? median(d) / median(x) : null, '×', 2)],
+        missing: withNix ? [] : [missingPeer('nix')],
+        notes: [],
+      });
+    }
+  }
+  if (want('chain')) {
+    const len = ctx.quick ? 15 : 30;
+    const { set, target } = chain(len);
+    const p = await pairRuns(ctx, `chain of ${len}`, set, target, rounds, { sandbox: true }, withNix);
+    rows.push(buildRow('chain', '2', `chain of ${len} sandboxed derivations, fresh stores`, p, 0.6, withNix, `${nixJ} (sandbox)`));
+  }
+  if (want('unsandboxed')) {
+    const leaves = ctx.quick ? 50 : 100;
+    const w = wideDag(leaves, 'uwide');
+    const pw = await pairRuns(ctx, `unsandboxed wide DAG of ${leaves}`, w.set, w.target, rounds, { sandbox: false }, withNix);
+    rows.push(buildRow('unsandboxed-wide', 'i3', `wide DAG of ${leaves}, unsandboxed (--sandbox false / sandbox = false)`, pw, 0.7, withNix, `${nixJ} (sandbox = false)`));
+    const len = ctx.quick ? 15 : 30;
+    const c = chain(len, 'uchain');
+    const pc = await pairRuns(ctx, `unsandboxed chain of ${len}`, c.set, c.target, rounds, { sandbox: false }, withNix);
+    rows.push(buildRow('unsandboxed-chain', 'i3', `chain of ${len}, unsandboxed`, pc, 0.7, withNix, `${nixJ} (sandbox = false)`));
+  }
+  for (const ca of [false, true]) {
+    if (!want(ca ? 'ca' : 'big')) continue;
+    const mb = ctx.quick ? 64 : 256;
+    const { set, target } = bigOutput(mb << 20, 4000, ca);
+    const what = ca
+      ? `CA floating ${mb} MiB output, a self-reference every ~4 KiB (hash modulo, rewrite)`
+      : `${mb} MiB output, a reference every ~4 KiB (scan, hash, register)`;
+    const p = await pairRuns(ctx, what, set, target, Math.min(rounds, ctx.quick ? 2 : 3), { sandbox: true }, withNix);
+    const row = buildRow(ca ? 'ca' : 'big', ca ? '5' : '4', `${what}, sandboxed`, p, ca ? 0.5 : 0.8, withNix, 'nix-build (sandbox)');
+    if (ca) {
+      const rss = maxOf(p.drvbox.map((s) => s.rssMB));
+      row.checks.push(check('drvbox peak RSS', rss, 'MB', 150, '<'));
+      if (withNix) row.notes.push(`peak RSS: drvbox ${rss?.toFixed(0)} MB, Nix ${maxOf(p.nix.map((s) => s.rssMB))?.toFixed(0)} MB (largest process of each tree)`);
+    }
+    rows.push(row);
+  }
+  if (want('dag1000')) {
+    const total = ctx.quick ? 200 : 1000;
+    const { set, target } = layeredDag(total, ctx.quick ? 40 : 111);
+    const profileDir = ctx.profile ? join(ctx.tmp, 'profile-dag') : undefined;
+    if (profileDir) mkdirSync(profileDir, { recursive: true });
+    const r = Math.max(1, Math.min(rounds, ctx.quick ? 1 : 3));
+    const p = await pairRuns(ctx, `${total}-derivation DAG`, set, target, r, { sandbox: true, ownCpu: true, ...(profileDir ? { profileDir } : {}) }, withNix);
+    const row = buildRow('dag1000', '8', `${total}-derivation DAG (layers, 2 inputs each), sandboxed, -j${ctx.jobs}`, p, Infinity, withNix, `${nixJ} (sandbox)`);
+    row.checks = [];
+    const own = median(p.drvbox.map((s) => s.ownCpuMs ?? NaN)) / total;
+    const tree = median(p.drvbox.map((s) => s.treeCpuMs ?? NaN)) / total;
+    const nixTree = withNix ? median(p.nix.map((s) => s.treeCpuMs ?? NaN)) / total : NaN;
+    row.sides[0]!.extra = { ownCpuMsPerDrv: own, treeCpuMsPerDrv: tree };
+    if (withNix) row.sides[1]!.extra = { treeCpuMsPerDrv: nixTree };
+    row.checks.push(check("drvbox's own CPU per derivation (node process)", own, 'ms', 3, '<'));
+    row.checks.push(check('time vs Nix (no target)', withNix ? median(p.drvbox.map((s) => s.ms)) / median(p.nix.map((s) => s.ms)) : null, '×', null));
+    row.notes.push(
+      `CPU per derivation: drvbox's node process ${own.toFixed(2)} ms; whole tree (node, launcher, sandbox set-up, builders) ${tree.toFixed(2)} ms` +
+        (withNix ? `; Nix's whole tree ${nixTree.toFixed(2)} ms` : ''),
+    );
+    if (profileDir) {
+      try {
+        const buckets = summariseProfileDir(profileDir);
+        row.sides[0]!.extra!.cpuProfileMs = buckets;
+        row.notes.push(
+          `where drvbox's CPU goes (one --cpu-prof run, ms for ${total} derivations): ` +
+            Object.entries(buckets)
+              .filter(([k]) => !k.startsWith('idle'))
+              .map(([k, v]) => `${k} ${v}`)
+              .join(', '),
+        );
+      } catch (e) {
+        row.notes.push(`no CPU profile: ${(e as Error).message}`);
+      }
+    }
+    rows.push(row);
+  }
+  return rows;
+}
