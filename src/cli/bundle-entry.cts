@@ -1,0 +1,72 @@
+// The `drvbox` bin of the bundled CLI (built by build-bundle.mjs into
+// dist/bundle/cli/main.cjs, next to the bundle drvbox.cjs). Node 20 has no
+// compile cache for modules, so this entry keeps one itself: it compiles the
+// bundle with vm.Script and V8's code cache (bytecode of the functions a
+// typical run needs), which spares most of the parsing and compiling that
+// otherwise dominates a short command such as a no-op build.
+//
+// The cache file is named after the bundle's content hash and V8's version:
+// V8 checks only the source length, so a rebuilt bundle must never meet an
+// old cache. It is written at exit when it was missing or V8 rejected it
+// (another Node), and only where the install dir is writable; concurrent
+// writers each rename their own temp file into place.
+//
+// `--version` is answered without loading the bundle; with -v (stack traces
+// in the TypeScript sources through the source map) or DRVBOX_CODE_CACHE=off
+// the bundle is loaded by Node's own loader, without the cache.
+import { accessSync, constants, readFileSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
+import { createRequire, wrap } from 'node:module';
+import { join } from 'node:path';
+import { Script } from 'node:vm';
+
+// Filled in by build-bundle.mjs (esbuild `define`).
+declare const __DRVBOX_VERSION__: string;
+declare const __DRVBOX_BUNDLE__: string;
+declare const __DRVBOX_BUNDLE_HASH__: string;
+
+const args = process.argv.slice(2);
+const bundle = join(__dirname, __DRVBOX_BUNDLE__);
+const mode = process.env.DRVBOX_CODE_CACHE;
+
+function saveCache(script: Script, file: string): void {
+  const tmp = `${file}.${process.pid}.tmp`;
+  try {
+    accessSync(__dirname, constants.W_OK);
+    writeFileSync(tmp, script.createCachedData());
+    renameSync(tmp, file);
+  } catch {
+    // a read-only install compiles every time
+    try {
+      unlinkSync(tmp);
+    } catch {
+      // never written
+    }
+  }
+}
+
+function runCached(): void {
+  const cacheFile = `${bundle}.${__DRVBOX_BUNDLE_HASH__}.v8-${process.versions.v8}-${process.arch}.cache`;
+  const source = readFileSync(bundle, 'utf8');
+  let cachedData: Buffer | undefined;
+  try {
+    cachedData = readFileSync(cacheFile);
+  } catch {
+    // first run of this bundle with this Node
+  }
+  const script = new Script(wrap(source), { filename: bundle, ...(cachedData ? { cachedData } : {}) });
+  // `write`: the build's training runs add what they compiled to the cache.
+  if (cachedData === undefined || script.cachedDataRejected || mode === 'write') process.once('exit', () => saveCache(script, cacheFile));
+  const mod = { exports: {} };
+  const fn = script.runInThisContext() as (...a: unknown[]) => void;
+  fn.call(mod.exports, mod.exports, createRequire(bundle), mod, bundle, __dirname);
+}
+
+if (args.length === 1 && args[0] === '--version') {
+  // The line cac prints for --version (src/cli/main.ts answers the same).
+  process.stdout.write(`drvbox/${__DRVBOX_VERSION__} ${process.platform}-${process.arch} node-${process.version}\n`);
+} else if (mode === 'off' || args.includes('-v') || args.includes('--verbose')) {
+  process.setSourceMapsEnabled(true);
+  require(bundle);
+} else {
+  runCached();
+}
