@@ -483,6 +483,38 @@ writeFileSync(process.env.out, 'outer uses ' + r.builtOutputs[0].outPath + '\\n'
   };
 }
 
+/**
+ * A build-dir so deep that `<build dir>/.nix-socket` on the host is longer
+ * than a unix socket path may be: the daemon binds through the directory's
+ * fd; the sandboxed builder connects to /build/.nix-socket as usual.
+ */
+async function deepBuildDir(run: Run) {
+  let deep = run.buildDir;
+  while (deep.length < 140) deep = join(deep, 'deeper-and-deeper');
+  (await import('node:fs')).mkdirSync(deep, { recursive: true });
+  const drv = await nodeBuilder(
+    run.store,
+    'deep',
+    `
+const c = await connect();
+const p = await c.addTextToStore('from-deep', 'deep\\n');
+await c.close();
+writeFileSync(process.env.out, process.env.NIX_REMOTE + '\\n' + p + '\\n');
+`,
+  );
+  const r = await build(run, drv, { buildDir: deep });
+  const s = run.sessions.at(-1);
+  return {
+    ...r,
+    deepLength: deep.length,
+    socketHostLength: s ? Buffer.byteLength(s.socketHost) : 0,
+    text: r.out ? readFileSync(run.store.toRealPath(r.out), 'utf8') : null,
+    references: r.out ? run.store.queryPathInfo(r.out)!.references : [],
+    session: sessionReport(s),
+    left: readdirSync(deep),
+  };
+}
+
 export async function main(argv: string[]): Promise<void> {
   const [scenario, arg] = argv;
   const run = await setup();
@@ -493,6 +525,7 @@ export async function main(argv: string[]): Promise<void> {
     else if (scenario === 'kill-mid-nar') report = await killMidNar(run);
     else if (scenario === 'forbidden') report = await forbidden(run);
     else if (scenario === 'nested') report = await nested(run);
+    else if (scenario === 'deep-build-dir') report = await deepBuildDir(run);
     else throw new Error(`unknown scenario '${scenario}'`);
     process.stdout.write(JSON.stringify({ uid: process.getuid?.(), report }) + '\n');
   } finally {

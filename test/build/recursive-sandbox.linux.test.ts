@@ -97,6 +97,18 @@ for (const who of WHO) {
       assertDaemonGone(r);
     });
 
+    test('a build-dir too deep for a unix socket path on the host: the daemon binds through the directory fd; the builder connects to /build/.nix-socket', async () => {
+      const { report: r } = await runScenario<Common & { deepLength: number; socketHostLength: number; text: string; references: string[]; left: string[] }>(who, ['deep-build-dir']);
+      assert.equal(r.exitCode, 0, `${r.error}\n${r.log}`);
+      assert.ok(r.socketHostLength > 107, `the host socket path has ${r.socketHostLength} bytes`);
+      const [remote, added] = r.text.split('\n');
+      assert.equal(remote, 'unix:///build/.nix-socket');
+      assert.match(added!, new RegExp(`${STORE_PATH.source}from-deep$`));
+      assert.deepEqual(r.references, [added]);
+      assert.equal(r.session.socketLeft, false);
+      assert.deepEqual(r.left, [], 'build dir (and socket) removed');
+    });
+
     test('nested recursion with max-jobs = 1: no level waits for a slot the level above holds (Nix issue 4216); references reach the leaf', async () => {
       const { report: r } = await runScenario<Common & { text: string; middleOut: string; closure: string[]; sessions: Array<SessionReport & { drvPath: string }> }>(who, ['nested']);
       assert.equal(r.exitCode, 0, `${r.error}\n${r.log}`);
