@@ -14,6 +14,7 @@ import { join } from 'node:path';
 import type { TestContext } from 'node:test';
 import { CLI, requireLinux, requireTool } from '../helpers/host.js';
 import { nixOracle } from '../helpers/nix.js';
+import { formatHash, hashBytes } from '../../src/format/hash.js';
 import { tempDir } from '../helpers/tmp.js';
 import { ensureTestUser, TEST_USER, type Who } from '../build/recursive-fixture.js';
 
@@ -23,6 +24,15 @@ const SANDBOX_PATHS = '/bin=/usr/bin /usr/bin /usr/lib /lib=/usr/lib /lib64=/usr
 const INNER_EXPR = 'derivation { name = "inner"; system = "x86_64-linux"; builder = "/bin/sh"; args = [ "-c" "echo inner > $out" ]; }';
 const FOD_EXPR =
   'derivation { name = "fod"; system = "x86_64-linux"; builder = "/bin/sh"; args = [ "-c" "echo x > $out" ]; outputHashMode = "flat"; outputHashAlgo = "sha256"; outputHash = "0000000000000000000000000000000000000000000000000000"; }';
+
+/** The same fixed-output derivation with its right hash (sha256 of "x\\n"). */
+const FOD_OK_EXPR = FOD_EXPR.replace('0000000000000000000000000000000000000000000000000000', formatHash(hashBytes('sha256', 'x\n'), 'nix32'));
+const ALLOWED_SCRIPT = `export PATH=/usr/bin HOME=$TMPDIR
+set -e
+cd $TMPDIR
+fod=$(nix-build --no-out-link $tools/fod-ok.nix)
+cat "$fod" > $out
+`;
 
 const MAIN_SCRIPT = `set -e
 export PATH=/usr/bin HOME=$TMPDIR
@@ -107,6 +117,8 @@ function addTools(e: Env): string {
   writeFileSync(join(src, 'nix.conf'), 'substituters =\nexperimental-features = nix-command\n');
   writeFileSync(join(src, 'inner.nix'), INNER_EXPR + '\n');
   writeFileSync(join(src, 'fod.nix'), FOD_EXPR + '\n');
+  writeFileSync(join(src, 'fod-ok.nix'), FOD_OK_EXPR + '\n');
+  writeFileSync(join(src, 'allowed.sh'), ALLOWED_SCRIPT);
   writeFileSync(join(src, 'main.sh'), MAIN_SCRIPT);
   writeFileSync(join(src, 'forbidden.sh'), FORBIDDEN_SCRIPT);
   if (e.who === 'rootless') spawnSync('chown', ['-R', TEST_USER, src]);
@@ -131,8 +143,8 @@ function outerJson(e: Env, name: string, tools: string, script: string, env: Rec
   return file;
 }
 
-function build(e: Env, file: string): string {
-  const r = e.drvbox(['build', file, '--option', 'sandbox', 'true', '--option', 'sandbox-fallback', 'false', '--option', 'sandbox-paths', SANDBOX_PATHS]);
+function build(e: Env, file: string, options: string[] = []): string {
+  const r = e.drvbox(['build', file, '--option', 'sandbox', 'true', '--option', 'sandbox-fallback', 'false', '--option', 'sandbox-paths', SANDBOX_PATHS, ...options]);
   assert.equal(r.status, 0, `drvbox build failed (${r.status}):\n${r.stderr}`);
   assert.doesNotMatch(r.stderr, /warning/, 'built in the sandbox, without a fallback');
   const out = r.stdout.trim();
@@ -229,6 +241,13 @@ for (const who of ['current', 'rootless'] as const) {
       // nothing the builder was denied became one.
       const refs = e.drvbox(['store', 'query', '--references', out]);
       assert.equal(refs.stdout, `${fodDrv}\n`);
+    });
+
+    test('recursive-nix-allow-fixed-output = true lets the fixed-output inner build run', (t) => {
+      const e = setup(t, who);
+      const tools = addTools(e);
+      const out = build(e, outerJson(e, 'allowed', tools, 'allowed.sh'), ['--option', 'recursive-nix-allow-fixed-output', 'true']);
+      assert.equal(read(e, out), 'x\n');
     });
   });
 }
