@@ -30,26 +30,38 @@ export function checkHashPart(s: string, what = 'hash part'): void {
   }
 }
 
-/** Length of the q-grams of the shift table (Wu-Manber). */
-const Q = 4;
-/** Shift for a q-gram that ends no needle's prefix: the window can move past it entirely but for Q - 1 bytes. */
-const MAX_SHIFT = W - Q + 1;
+/** Longest q-gram of the shift table (Wu-Manber); scanWindows reads the last 4 bytes of every window. */
+const MAX_Q = 4;
+
+/**
+ * The q-gram length for `n` needles: the shortest whose table still lets
+ * ~97% of random nix32 windows skip (n needles cover n * (33 - q) of the
+ * 32^q q-grams). A build with a handful of candidates gets a 1 KiB or
+ * 32 KiB table instead of filling 1 MiB per build.
+ */
+function gramLength(n: number): number {
+  for (let q = 2; q < MAX_Q; q++) if (n * (W + 1 - q) <= 0.03 * 32 ** q) return q;
+  return MAX_Q;
+}
 
 /**
  * A set of 32-byte hash parts compiled for lookup of a window in a byte
  * buffer. Built once per scan (per build), shared by scanner and rewriter.
  *
  * Besides the exact-match table it holds a Wu-Manber shift table over the
- * last 4 characters of a window (32^4 entries): how far the window may move
- * before those characters could line up with a needle. That keeps long runs
- * of nix32 text (hashes, base-32 data) from costing a lookup per byte.
+ * last q characters of a window (32^q entries, q from 2 to 4 by the number
+ * of needles): how far the window may move before those characters could
+ * line up with a needle. That keeps long runs of nix32 text (hashes,
+ * base-32 data) from costing a lookup per byte.
  */
 export class HashPartTable {
   readonly parts: readonly string[];
   /** needle k occupies bytes [32k, 32k+32). */
   readonly needles: Uint8Array;
-  /** Indexed by the nix32 digits of a window's last 4 bytes. */
+  /** Indexed by the nix32 digits of a window's last q bytes (5 bits each, last byte lowest). */
   readonly shift: Uint8Array;
+  /** Selects the last q digits of the 4-digit gram scanWindows computes. */
+  readonly gramMask: number;
   private readonly slots: Int32Array;
   private readonly mask: number;
 
@@ -62,17 +74,18 @@ export class HashPartTable {
     while (size < uniq.length * 4) size *= 2;
     this.slots = new Int32Array(size).fill(-1);
     this.mask = size - 1;
-    this.shift = new Uint8Array(1 << (5 * Q)).fill(MAX_SHIFT);
+    const q = gramLength(uniq.length);
+    this.gramMask = (1 << (5 * q)) - 1;
+    // A q-gram that ends no needle's prefix: the window moves past it but for q - 1 bytes.
+    this.shift = new Uint8Array(1 << (5 * q)).fill(W - q + 1);
     uniq.forEach((p, k) => {
       for (let i = 0; i < W; i++) this.needles[k * W + i] = p.charCodeAt(i);
       let s = keyOf(this.needles, k * W) & this.mask;
       while (this.slots[s] !== -1) s = (s + 1) & this.mask;
       this.slots[s] = k;
-      for (let end = Q - 1; end < W; end++) {
-        const base = k * W + end;
-        const d = this.needles;
-        const g =
-          (NIX32_DIGIT[d[base - 3]!]! << 15) | (NIX32_DIGIT[d[base - 2]!]! << 10) | (NIX32_DIGIT[d[base - 1]!]! << 5) | NIX32_DIGIT[d[base]!]!;
+      for (let end = q - 1; end < W; end++) {
+        let g = 0;
+        for (let i = end - q + 1; i <= end; i++) g = (g << 5) | NIX32_DIGIT[this.needles[k * W + i]!]!;
         const sh = W - 1 - end;
         if (sh < this.shift[g]!) this.shift[g] = sh;
       }
@@ -120,6 +133,7 @@ export function scanWindows(
 ): void {
   const digit = NIX32_DIGIT;
   const shift = table.shift;
+  const gramMask = table.gramMask;
   const last = end - W;
   let i = start;
   while (i <= last) {
@@ -137,13 +151,13 @@ export function scanWindows(
       i = (d2 === 0xff ? e - 1 : d1 === 0xff ? e - 2 : e - 3) + 1;
       continue;
     }
-    const sh = shift[(d0 << 15) | (d1 << 10) | (d2 << 5) | d3]!;
+    const sh = shift[((d0 << 15) | (d1 << 10) | (d2 << 5) | d3) & gramMask]!;
     if (sh !== 0) {
       i += sh;
       continue;
     }
-    // The last 4 bytes end a needle's q-gram: check the rest from the end.
-    let j = e - Q;
+    // The last q bytes end a needle's q-gram (and the last 4 are nix32): check the rest from the end.
+    let j = e - MAX_Q;
     while (j >= i && digit[buf[j]!] !== 0xff) j--;
     if (j >= i) {
       i = j + 1;
