@@ -59,6 +59,27 @@ function readAt(fd: number, buf: Buffer, length: number, position: number): Prom
 
 const turn = (): Promise<void> => new Promise((r) => setImmediate(r));
 
+/**
+ * Buffers of the reusing readers (hashing, streamNar), kept between NARs: a
+ * build hashes and scans a few tiny outputs, and a fresh 1 MiB chunk buffer
+ * plus 2 x 4 MiB read buffers each time cost more in allocation and garbage
+ * collection than the work itself. A few per size are kept (concurrent
+ * builds each hold their own while streaming).
+ */
+const POOL_KEEP = 2;
+const pool = new Map<number, Buffer[]>();
+
+function borrow(size: number): Buffer {
+  return pool.get(size)?.pop() ?? Buffer.allocUnsafe(size);
+}
+
+function giveBack(b: Buffer | undefined): void {
+  if (!b) return;
+  let free = pool.get(b.length);
+  if (!free) pool.set(b.length, (free = []));
+  if (free.length < POOL_KEEP) free.push(b);
+}
+
 function show(p: string | Buffer): string {
   return typeof p === 'string' ? p : p.toString('utf8');
 }
@@ -121,13 +142,27 @@ interface DirFrame {
  * (for hashing); otherwise every chunk is fresh memory.
  */
 async function* narChunks(root: string, reuse: boolean): AsyncGenerator<Uint8Array> {
-  let buf = Buffer.allocUnsafe(NAR_CHUNK_SIZE);
+  let buf = reuse ? borrow(NAR_CHUNK_SIZE) : Buffer.allocUnsafe(NAR_CHUNK_SIZE);
+  // Reused read buffers for large files, borrowed at the first one.
+  const big: Buffer[] = [];
+  try {
+    yield* narChunksInto(root, reuse, buf, big, (b) => (buf = b));
+  } finally {
+    if (reuse) {
+      giveBack(buf);
+      giveBack(big[0]);
+      giveBack(big[1]);
+    }
+  }
+}
+
+async function* narChunksInto(root: string, reuse: boolean, first: Buffer, big: Buffer[], setBuf: (b: Buffer) => void): AsyncGenerator<Uint8Array> {
+  let buf = first;
   let len = 0;
   const readSize = reuse ? HASH_READ_SIZE : NAR_CHUNK_SIZE;
-  const big = reuse ? [Buffer.allocUnsafe(readSize), Buffer.allocUnsafe(readSize)] : [];
   const take = (): Uint8Array => {
     const out = buf.subarray(0, len);
-    if (!reuse) buf = Buffer.allocUnsafe(NAR_CHUNK_SIZE);
+    if (!reuse) setBuf((buf = Buffer.allocUnsafe(NAR_CHUNK_SIZE)));
     len = 0;
     return out;
   };
@@ -180,6 +215,9 @@ async function* narChunks(root: string, reuse: boolean): AsyncGenerator<Uint8Arr
       writeU64(buf, len, size);
       len += 8;
       const fd = openSync(path, O_READ);
+      // A read still in flight when the consumer stops early: waited for
+      // before the fd is closed and its buffer goes back to the pool.
+      let inflight: Promise<number> | null = null;
       try {
         if (size <= SMALL_FILE) {
           if (len + size + ROOM > NAR_CHUNK_SIZE) yield take();
@@ -194,22 +232,26 @@ async function* narChunks(root: string, reuse: boolean): AsyncGenerator<Uint8Arr
           if (len > 0) yield take();
           let got = 0;
           let which = 0;
+          if (reuse && big.length === 0) big.push(borrow(readSize), borrow(readSize));
           const next = (): { b: Buffer; p: Promise<number> } => {
             const b = reuse ? big[which++ & 1]! : Buffer.allocUnsafe(readSize);
             return { b, p: readAt(fd, b, Math.min(readSize, size - got), got) };
           };
           let pending = next();
+          inflight = pending.p;
           for (;;) {
             const n = await pending.p;
+            inflight = null;
             if (n === 0) throw shrank(path, size, got);
             const data = pending.b.subarray(0, n);
             got += n;
-            if (got < size) pending = next();
+            if (got < size) inflight = (pending = next()).p;
             yield data;
             if (got >= size) break;
           }
         }
       } finally {
+        if (inflight) await inflight.catch(() => 0);
         closeSync(fd);
       }
       const pad = padLength(size);
@@ -285,7 +327,7 @@ export async function* readFileChunks(path: string, reuse = false): AsyncGenerat
   const fd = openSync(path, C.O_RDONLY);
   try {
     const readSize = reuse ? HASH_READ_SIZE : NAR_CHUNK_SIZE;
-    const bufs = reuse ? [Buffer.allocUnsafe(readSize), Buffer.allocUnsafe(readSize)] : [];
+    const bufs = reuse ? [borrow(readSize), borrow(readSize)] : [];
     let which = 0;
     let at = 0;
     const next = (): { b: Buffer; p: Promise<number> } => {
@@ -293,13 +335,22 @@ export async function* readFileChunks(path: string, reuse = false): AsyncGenerat
       return { b, p: readAt(fd, b, readSize, at) };
     };
     let pending = next();
-    for (;;) {
-      const n = await pending.p;
-      if (n === 0) return;
-      at += n;
-      const data = pending.b.subarray(0, n);
-      pending = next();
-      yield data;
+    let inflight: Promise<number> | null = pending.p;
+    try {
+      for (;;) {
+        const n = await pending.p;
+        inflight = null;
+        if (n === 0) return;
+        at += n;
+        const data = pending.b.subarray(0, n);
+        inflight = (pending = next()).p;
+        yield data;
+      }
+    } finally {
+      // as in narChunks: no read may still write into a pooled buffer
+      if (inflight) await inflight.catch(() => 0);
+      giveBack(bufs[0]);
+      giveBack(bufs[1]);
     }
   } finally {
     closeSync(fd);
