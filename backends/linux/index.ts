@@ -14,7 +14,7 @@ import { AddPathFailed, SandboxRequestInvalid } from './errors.js';
 import { explainLinux } from './explain.js';
 import { planLinux, type LinuxPlanHost, type LinuxSandboxSpec } from './plan.js';
 import { probeLinux } from './probe.js';
-import { LinuxRunningBuild, removeTreeForce, scratchOnHost, startLinux } from './run.js';
+import { discardChroot, LinuxRunningBuild, scratchOnHost, startLinux } from './run.js';
 
 export { planLinux, personalityFor, physicalPath, SANDBOX_UID, SANDBOX_GID } from './plan.js';
 export type { LinuxPlanHost, LinuxSandboxSpec, SandboxOp, Namespaces } from './plan.js';
@@ -95,6 +95,6 @@ export const linuxBackend: Backend = {
     return scratchOnHost(asLinux(spec), scratchPath);
   },
   async cleanup(spec: SandboxSpec): Promise<void> {
-    removeTreeForce(asLinux(spec).chrootDir);
+    discardChroot(asLinux(spec).chrootDir);
   },
 };

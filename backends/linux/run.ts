@@ -1,6 +1,7 @@
 // Carrying out a LinuxSandboxSpec: prepare the chroot dir, hand the launcher
 // its request, and wrap the result in a RunningBuild.
-import { chmodSync, chownSync, existsSync, lchownSync, lstatSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
+import { chmodSync, existsSync, lchownSync, lstatSync, readdirSync, renameSync, rmSync } from 'node:fs';
+import { chown, mkdir, rm } from 'node:fs/promises';
 import { constants as osConstants } from 'node:os';
 import { basename, join } from 'node:path';
 import type { Readable } from 'node:stream';
@@ -110,13 +111,37 @@ export function removeTreeForce(dir: string): void {
   rmSync(dir, { recursive: true, force: true });
 }
 
-/** Creates the empty chroot dir the launcher populates. */
-export function prepareChroot(spec: LinuxSandboxSpec): void {
+/** Creates the empty chroot dir the launcher populates (off the event loop: other builds go on meanwhile). */
+export async function prepareChroot(spec: LinuxSandboxSpec): Promise<void> {
   if (existsSync(spec.chrootDir)) removeTreeForce(spec.chrootDir);
-  mkdirSync(spec.chrootDir, { mode: 0o700 });
+  await mkdir(spec.chrootDir, { mode: 0o700 });
   const bu = spec.request.buildUser;
   // The init runs as the build user: it must be able to create the skeleton.
-  if (bu) chownSync(spec.chrootDir, bu.uid, bu.gid);
+  if (bu) await chown(spec.chrootDir, bu.uid, bu.gid);
+}
+
+let discarded = 0;
+
+/**
+ * Removes a chroot dir after the build: renamed aside at once (the next
+ * build of the derivation starts from a clean name), then removed off the
+ * event loop; the pending removal keeps node running until it is done.
+ */
+export function discardChroot(dir: string): void {
+  const aside = `${dir}.old-${process.pid}-${++discarded}`;
+  try {
+    renameSync(dir, aside);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') removeTreeForce(dir);
+    return;
+  }
+  rm(aside, { recursive: true, force: true }).catch(() => {
+    try {
+      removeTreeForce(aside); // read-only or mode-0 dirs the builder left
+    } catch {
+      // a leftover under the store dir is garbage to the next collection
+    }
+  });
 }
 
 /** Where a logical path under the store dir is written on the host. */
@@ -258,7 +283,7 @@ export async function startLinux(spec: LinuxSandboxSpec): Promise<RunningBuild> 
   const bpf = spec.seccomp ? compileSeccomp(spec.seccomp).bpf : null;
   const cgroup = spec.namespaces.cgroup ? createBuildCgroup(spec.request.drvPath) : null;
   const request = encodeRequest(launcherRequest(spec, bpf, cgroup ?? undefined), `derivation '${spec.request.drvPath}'`);
-  prepareChroot(spec);
+  await prepareChroot(spec);
   // DRVBOX_LAUNCHER_ONESHOT=1: one launcher process per build (no server).
   const oneShot = process.env.DRVBOX_LAUNCHER_ONESHOT === '1';
   const proc = oneShot ? spawnLauncher(launcher, request, true) : await launcherServer(launcher).start(request);
