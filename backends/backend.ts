@@ -313,3 +313,13 @@ export function defaultSandboxPaths(platform: NodeJS.Platform = process.platform
   if (platform !== 'linux') return { paths: [], how: 'none on this platform' };
   return hostDefaultShell();
 }
+
+/**
+ * Kills every process of a build user (a uid locked for one build), for
+ * builds without a cgroup: before the build (leftovers of an earlier one) and
+ * after it. Refuses root and the caller's own uid.
+ */
+export async function killBuildUserProcesses(uid: number): Promise<void> {
+  const { killBuildUser } = await import('./linux/run.js');
+  await killBuildUser(uid);
+}

@@ -30,6 +30,8 @@ export interface NoneSandboxSpec extends SandboxSpec {
   containment: Containment;
   /** pid-namespace when not root: a user namespace mapping uid/gid to themselves. */
   userNamespace: boolean;
+  /** uid/gid are a build user's (root switches to it, dropping its groups). */
+  buildUser: boolean;
   uid: number;
   gid: number;
   notes: string[];
@@ -47,8 +49,9 @@ export function isNoneSpec(spec: SandboxSpec): spec is NoneSandboxSpec {
 }
 
 export function planNone(req: BuildRequest, host: PlanHost, opts: NonePlanOptions = {}): NoneSandboxSpec {
-  const uid = opts.uid ?? process.getuid?.() ?? 0;
-  const gid = opts.gid ?? process.getgid?.() ?? 0;
+  // A build user (root with build-users-group) runs the builder; else the caller.
+  const uid = req.buildUser?.uid ?? opts.uid ?? process.getuid?.() ?? 0;
+  const gid = req.buildUser?.gid ?? opts.gid ?? process.getgid?.() ?? 0;
   const containment = opts.containment ?? (host.platform === 'linux' ? 'pid-namespace' : 'process-group');
   const notes: string[] = [];
   if (req.storeDir !== req.realStoreDir) {
@@ -67,7 +70,8 @@ export function planNone(req: BuildRequest, host: PlanHost, opts: NonePlanOption
     env: Object.entries(req.env).sort((a, b) => compareUtf8(a[0], b[0])),
     cwd: req.buildDirHost,
     containment,
-    userNamespace: containment === 'pid-namespace' && uid !== 0,
+    userNamespace: containment === 'pid-namespace' && req.buildUser === null && uid !== 0,
+    buildUser: req.buildUser !== null,
     uid,
     gid,
     notes,
@@ -84,6 +88,7 @@ export function explainNone(spec: NoneSandboxSpec): string {
         'PR_SET_PDEATHSIG kills it when drvbox dies)',
     );
     if (spec.userNamespace) out.push(`identity: uid ${spec.uid} gid ${spec.gid}, mapped to themselves in a user namespace`);
+    else if (spec.buildUser) out.push(`identity: build user uid ${spec.uid} gid ${spec.gid}, no supplementary groups`);
     else out.push(`identity: uid ${spec.uid} gid ${spec.gid}`);
   } else {
     out.push('containment: own session and process group, killed as a group');

@@ -159,6 +159,8 @@ async function startInPidNamespace(spec: NoneSandboxSpec): Promise<RunningBuild 
       umask: 0o022,
       // As init of the namespace the builder would ignore `kill -9 $$`.
       reaper: true,
+      // root switching to a build user keeps none of root's groups.
+      ...(spec.buildUser ? { dropGroups: true } : {}),
     },
     ctx,
   );
@@ -241,6 +243,7 @@ class GroupBuild implements RunningBuild {
       env: Object.fromEntries(spec.env),
       detached: true, // setsid: own session and process group
       stdio: ['ignore', 'pipe', 'pipe'],
+      ...(spec.buildUser ? { uid: spec.uid, gid: spec.gid } : {}),
     });
     const pass = new PassThrough({ highWaterMark: 1 << 20 });
     let open = 2;

@@ -45,3 +45,5 @@ export class LogNotFound extends defineError('LogNotFound', 'E_LOG_NOT_FOUND') {
 export class BuilderStartFailed extends defineError('BuilderStartFailed', 'E_BUILDER_START_FAILED') {}
 /** The build directory could not be created. */
 export class BuildDirFailed extends defineError('BuildDirFailed', 'E_BUILD_DIR_FAILED') {}
+/** build-users-group / auto-allocate-uids cannot give this build a user (no such group, no members, ids overlapping accounts, uid-range without a range). */
+export class BuildUsersUnavailable extends defineError('BuildUsersUnavailable', 'E_BUILD_USERS_UNAVAILABLE') {}

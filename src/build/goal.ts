@@ -12,10 +12,10 @@
 // Hooks for the sandboxes and recursive builds: `onRunning` hands out a
 // RunningGoal whose addPath() calls backend.addPath and records the path in
 // the `addedPaths` set that registerOutputs scans references against.
-import { existsSync, unlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, lchownSync, lstatSync, readdirSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import { join } from 'node:path';
-import { defaultSandboxPaths } from '../../backends/backend.js';
+import { defaultSandboxPaths, killBuildUserProcesses } from '../../backends/backend.js';
 import type {
   Backend,
   BackendChoice,
@@ -34,6 +34,7 @@ import type { LocalStore } from '../store/local-store.js';
 import type { PathLocks } from '../store/path-locks.js';
 import { deletePath } from '../store/fs-util.js';
 import { makeBuildDirAsync, removeBuildDirAsync } from './build-dir.js';
+import { wantsBuildUsers, type BuildUserLock } from './build-users.js';
 import type { Desugared, DesugarInput } from './desugar.js';
 import type { PathInfoLike } from './export-references-graph.js';
 import { DrvAttrs } from './drv-attrs.js';
@@ -402,6 +403,73 @@ export async function flushBackgroundWork(): Promise<void> {
   while (pendingRemovals.size > 0) await Promise.all([...pendingRemovals]);
 }
 
+interface LentBuildUser extends BuildUserLock {
+  /** No cgroup holds the build: its leftovers are found by uid. */
+  killByUid: boolean;
+}
+
+/**
+ * Locks a build user for one build and readies it: the build dir becomes its
+ * (Nix's chownToBuilder), leftovers of an earlier build with that uid are
+ * killed unless the build gets a cgroup, and for an unsandboxed build the
+ * store dir is made writable by the build group (root:group 1775, as Nix).
+ */
+async function lendBuildUser(o: {
+  settings: RunSettings;
+  backend: Backend;
+  stateDir: string;
+  realStoreDir: string;
+  buildDir: string;
+  uidRange: boolean;
+  signal: AbortSignal;
+  message(m: string): void;
+}): Promise<LentBuildUser> {
+  const { acquireBuildUser } = await import('./build-users.js');
+  const { BuildUsersUnavailable } = await import('./errors-run.js');
+  const s = o.settings;
+  const sandboxed = o.backend.caps.sandboxed;
+  const cgroup = sandboxed && s.backendSettings.useCgroups;
+  if (o.uidRange && !(s.autoAllocateUids && o.backend.caps.supportsUidRange)) {
+    throw new BuildUsersUnavailable("the 'uid-range' feature needs 'auto-allocate-uids = true' and the sandbox", {});
+  }
+  if (o.uidRange && !cgroup) {
+    // 65536 uids cannot be searched for leftovers one by one.
+    throw new BuildUsersUnavailable("the 'uid-range' feature needs 'use-cgroups = true'", {});
+  }
+  if (s.autoAllocateUids && !sandboxed) {
+    throw new BuildUsersUnavailable("'auto-allocate-uids' needs sandboxed builds (its ids own no group the store dir could be shared with)", {});
+  }
+  const lock = await acquireBuildUser({
+    stateDir: o.stateDir,
+    group: s.buildUsersGroup ?? '',
+    autoAllocate: s.autoAllocateUids === true,
+    uidRange: o.uidRange,
+    ...(s.startId !== undefined ? { startId: s.startId } : {}),
+    ...(s.idCount !== undefined ? { idCount: s.idCount } : {}),
+    signal: o.signal,
+    onWait: o.message,
+  });
+  const lent: LentBuildUser = { ...lock, killByUid: !cgroup };
+  try {
+    const { uid, gid } = lock.user;
+    const own = (p: string): void => {
+      lchownSync(p, uid, gid);
+      if (lstatSync(p).isDirectory()) for (const e of readdirSync(p)) own(join(p, e));
+    };
+    own(o.buildDir);
+    if (!sandboxed) {
+      const st = statSync(o.realStoreDir);
+      if (st.uid !== 0 || st.gid !== gid) chownSync(o.realStoreDir, 0, gid);
+      if ((st.mode & 0o7777) !== 0o1775) chmodSync(o.realStoreDir, 0o1775);
+    }
+    if (lent.killByUid) await killBuildUserProcesses(uid);
+  } catch (e) {
+    lock.release();
+    throw e;
+  }
+  return lent;
+}
+
 /** Runs one goal to its end; never throws (failures are in the result). */
 export async function runGoal(g: GoalInput): Promise<GoalResult> {
   const { store, drvPath, drv, settings, report, signal } = g;
@@ -428,6 +496,7 @@ export async function runGoal(g: GoalInput): Promise<GoalResult> {
   let plan: OutputPlan | null = null;
   let succeeded = false;
   let adoptPending: (() => Promise<void>) | null = null;
+  let buildUser: LentBuildUser | null = null;
   let recursiveStop: (() => Promise<void>) | null = null;
   try {
     throwIfAborted(signal, drvPath);
@@ -616,6 +685,15 @@ export async function runGoal(g: GoalInput): Promise<GoalResult> {
       structuredAttrs = desugared.structuredAttrs;
       for (const f of desugared.files) writeFileSync(join(buildDir, f.name), f.contents, { mode: 0o644, flag: 'wx' });
 
+      // Root with build-users-group / auto-allocate-uids: a build user of its own.
+      if (wantsBuildUsers(settings)) {
+        try {
+          buildUser = await lendBuildUser({ settings, backend: be, stateDir: store.layout.stateDir, realStoreDir: store.realStoreDir, buildDir, uidRange: attrs.requiredSystemFeatures().includes('uid-range'), signal, message: (m) => report.message(m) });
+        } catch (e) {
+          fail('misc', e);
+        }
+      }
+
       // A recursive build's daemon: before the plan (its socket is part of it).
       let runningNow: RunningBuild | null = null;
       let specNow: SandboxSpec | null = null;
@@ -651,6 +729,7 @@ export async function runGoal(g: GoalInput): Promise<GoalResult> {
           extraSandboxPaths,
         }),
         daemonSocketHost,
+        buildUser: buildUser?.user ?? null,
       });
       try {
         spec = be.plan(request([]), choice!.planHost);
@@ -791,6 +870,9 @@ export async function runGoal(g: GoalInput): Promise<GoalResult> {
         },
         ...(drvHashes ? { drvHashes } : {}),
         ...(buildDir ? { buildDir } : {}),
+        // Without a sandbox the outputs are the build user's until canonicalised (the sandbox hands them back itself).
+        ...(buildUser && backend && !backend.caps.sandboxed ? { fromUid: buildUser.user.uid } : {}),
+        ...(buildUser ? { buildUser: { uid: buildUser.user.uid, gid: buildUser.user.gid } } : {}),
         log: (line: string) => theLog.note(line),
       });
     } catch (e) {
@@ -841,6 +923,15 @@ export async function runGoal(g: GoalInput): Promise<GoalResult> {
       } catch (e) {
         report.message(`warning: cleaning up the sandbox of '${drvPath}': ${(e as Error).message}`);
       }
+    }
+    const lent = buildUser as LentBuildUser | null;
+    if (lent) {
+      try {
+        if (lent.killByUid) await killBuildUserProcesses(lent.user.uid);
+      } catch (e) {
+        report.message(`warning: killing the processes of ${lent.description}: ${(e as Error).message}`);
+      }
+      lent.release();
     }
     if (!succeeded && plan && !settings.keepFailed) {
       try {

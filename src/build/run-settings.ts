@@ -33,6 +33,11 @@ export interface RunSettings {
   recursiveAllowFixedOutput?: boolean;
   /** daemon-max-connections: connection handlers of a recursive build's daemon (default 16). */
   daemonMaxConnections?: number;
+  /** Build users (root only; see build-users.ts). Absent = none. */
+  buildUsersGroup?: string;
+  autoAllocateUids?: boolean;
+  startId?: number;
+  idCount?: number;
 }
 
 export function runSettingsFrom(s: Settings, cpus: number): RunSettings {
@@ -66,5 +71,9 @@ export function runSettingsFrom(s: Settings, cpus: number): RunSettings {
     preBuildHook: s.get('pre-build-hook'),
     recursiveAllowFixedOutput: s.get('recursive-nix-allow-fixed-output'),
     daemonMaxConnections: s.get('daemon-max-connections'),
+    buildUsersGroup: s.get('build-users-group'),
+    autoAllocateUids: s.get('auto-allocate-uids'),
+    startId: s.get('start-id'),
+    idCount: s.get('id-count'),
   };
 }

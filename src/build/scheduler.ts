@@ -17,7 +17,7 @@
 // Nothing heavy loads when every target is already valid: the goal (and with
 // it the backends, the launcher, koffi) is imported on the first build.
 import { setMaxListeners } from 'node:events';
-import type { BackendChoice, BackendForInput } from '../../backends/backend.js';
+import type { BackendChoice, BackendForInput, ResourceUsage } from '../../backends/backend.js';
 import { isBuiltin, type Derivation } from '../format/derivation.js';
 import type { LocalStore } from '../store/local-store.js';
 import { DrvAttrs } from './drv-attrs.js';
@@ -71,6 +71,8 @@ export interface TargetResult {
   startTime?: number;
   stopTime?: number;
   logPath?: string | null;
+  /** CPU times of the build (cgroup, or rusage of the builder's processes), when known. */
+  usage?: ResourceUsage | null;
 }
 
 export interface BuildSummary {
@@ -274,6 +276,7 @@ export async function buildTargets(targets: BuildTarget[], opts: SchedulerOption
       r.startTime = node.result.startTime;
       r.stopTime = node.result.stopTime;
       r.logPath = node.result.logPath;
+      r.usage = node.result.usage;
     }
     return r;
   });

@@ -107,6 +107,11 @@ async function runBuild(c: CliContext, args: string[], opts: BuildOpts): Promise
       if (t.startTime !== undefined) o.startTime = t.startTime / 1000;
       if (t.stopTime !== undefined) o.stopTime = t.stopTime / 1000;
       if (t.logPath) o.logPath = t.logPath;
+      // Seconds, as Nix's BuildResult JSON.
+      if (t.usage) {
+        o.cpuUser = t.usage.cpuUserMs / 1000;
+        o.cpuSystem = t.usage.cpuSystemMs / 1000;
+      }
       if (t.error) o.error = t.error.message;
       return o;
     });

@@ -38,6 +38,8 @@ export const SETTINGS = {
   'pre-build-hook': { kind: 'string', description: 'program that may add extra-sandbox-paths per derivation' },
   'build-users-group': { kind: 'string', description: 'group of the build users (root only; empty = none)' },
   'auto-allocate-uids': { kind: 'bool', description: 'hand out uid ranges to builds instead of build users' },
+  'start-id': { kind: 'int', description: 'first uid/gid handed out by auto-allocate-uids' },
+  'id-count': { kind: 'int', description: 'how many uids/gids auto-allocate-uids hands out (a multiple of 65536)' },
   'use-cgroups': { kind: 'bool', description: 'run each build in its own cgroup' },
   'darwin-log-sandbox-violations': { kind: 'bool', description: 'log sandbox denials on macOS' },
   'auto-optimise-store': { kind: 'bool', description: 'hard-link identical files in new outputs' },
@@ -80,6 +82,8 @@ export interface SettingValues {
   'pre-build-hook': string;
   'build-users-group': string;
   'auto-allocate-uids': boolean;
+  'start-id': number;
+  'id-count': number;
   'use-cgroups': boolean;
   'darwin-log-sandbox-violations': boolean;
   'auto-optimise-store': boolean;
@@ -131,6 +135,8 @@ export function defaultValues(host: HostFacts): SettingValues {
     'pre-build-hook': '',
     'build-users-group': '',
     'auto-allocate-uids': false,
+    'start-id': 872415232,
+    'id-count': 128 * 65536,
     'use-cgroups': false,
     'darwin-log-sandbox-violations': false,
     'auto-optimise-store': false,
