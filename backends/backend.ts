@@ -323,3 +323,38 @@ export async function killBuildUserProcesses(uid: number): Promise<void> {
   const { killBuildUser } = await import('./linux/run.js');
   await killBuildUser(uid);
 }
+
+/** One part of `drvbox doctor`: a backend's checks, longer notes, and its facts for --json. */
+export interface DoctorSection {
+  title: string;
+  /** Sandboxed builds can run here. */
+  usable: boolean;
+  checks: ProbeCheck[];
+  /** Multi-line texts (an AppArmor profile to install, what npm install printed). */
+  notes: string[];
+  data: Record<string, unknown>;
+}
+
+/** What `drvbox doctor` says about the sandbox of this host (Linux: the probe and more; macOS: the darwin facts). */
+export async function doctorSections(platform: NodeJS.Platform = process.platform): Promise<DoctorSection[]> {
+  if (platform === 'linux') {
+    const [{ linuxDoctor, localDoctorHost }, { linuxBackend }] = await Promise.all([import('./linux/doctor.js'), import('./linux/index.js')]);
+    const r = await linuxDoctor(localDoctorHost(() => linuxBackend.probe()));
+    return [
+      {
+        title: 'Linux namespace sandbox',
+        usable: r.usable,
+        checks: r.checks,
+        notes: r.notes,
+        data: { defaultSandboxPaths: r.defaultSandboxPaths, apparmor: r.apparmor, launcher: r.launcher },
+      },
+    ];
+  }
+  if (platform === 'darwin') {
+    const { darwinDoctorFacts, hostDarwinFacts } = await import('./darwin/doctor.js');
+    const f = darwinDoctorFacts(await hostDarwinFacts());
+    const { checks, ...facts } = f;
+    return [{ title: 'macOS sandbox (sandbox-exec)', usable: f.sandboxExec, checks, notes: [], data: facts }];
+  }
+  return [{ title: 'sandbox', usable: false, checks: [{ name: 'platform', ok: false, detail: `no sandbox backend for '${platform}'` }], notes: [], data: {} }];
+}

@@ -25,16 +25,21 @@ const r = spawnSync(cc, ['-O2', '-Wall', '-Wextra', '-Werror', '-std=gnu11', '-o
   stdio: ['ignore', 'inherit', 'pipe'],
   encoding: 'utf8',
 });
+const at = new Date().toISOString();
 if (r.error || r.status !== 0) {
   const reason = r.error
     ? `no C compiler found (${cc}: ${r.error.code ?? r.error.message})`
     : `${cc} failed: ${r.stderr.trim().split('\n').slice(-5).join(' | ')}`;
   rmSync(out + '.tmp', { force: true });
-  writeFileSync(statusFile, JSON.stringify({ ok: false, reason }));
-  console.warn(`drvbox: the Linux sandbox launcher was not built: ${reason}.`);
-  console.warn('drvbox: install a C compiler (e.g. `apt-get install gcc`) and run `npm run build`;');
-  console.warn('drvbox: until then sandboxed builds are unavailable (see `drvbox doctor`).');
+  const printed = [
+    `drvbox: the Linux sandbox launcher was not built: ${reason}.`,
+    'drvbox: install a C compiler (e.g. `apt-get install gcc`) and run `npm run build`;',
+    'drvbox: until then sandboxed builds are unavailable (see `drvbox doctor`).',
+  ];
+  // `drvbox doctor` shows what was printed here, long after npm install scrolled by.
+  writeFileSync(statusFile, JSON.stringify({ ok: false, reason, compiler: cc, at, printed }));
+  for (const line of printed) console.warn(line);
   process.exit(0);
 }
 spawnSync('mv', [out + '.tmp', out]);
-writeFileSync(statusFile, JSON.stringify({ ok: true, path: out }));
+writeFileSync(statusFile, JSON.stringify({ ok: true, path: out, compiler: cc, at }));

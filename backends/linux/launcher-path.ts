@@ -9,15 +9,32 @@ const distDir = join(fileURLToPath(import.meta.url), '..', '..', '..');
 export const LAUNCHER_PATH = process.env.DRVBOX_LAUNCHER ?? join(distDir, 'launcher', 'drvbox-launcher');
 const STATUS_FILE = join(distDir, 'launcher', 'build-status.json');
 
+/** What the launcher build step (npm install / npm run build) recorded. */
+export interface LauncherBuildRecord {
+  ok: boolean;
+  /** Where it was built (ok). */
+  path?: string;
+  reason?: string;
+  compiler?: string;
+  /** ISO time of the build step. */
+  at?: string;
+  /** The lines it printed when it could not build the launcher. */
+  printed?: string[];
+}
+
+export function launcherBuildRecord(file = STATUS_FILE): LauncherBuildRecord | null {
+  try {
+    return JSON.parse(readFileSync(file, 'utf8')) as LauncherBuildRecord;
+  } catch {
+    return null; // the build step never ran
+  }
+}
+
 export function launcherStatus(): { ok: true; path: string } | { ok: false; reason: string } {
   if (existsSync(LAUNCHER_PATH)) return { ok: true, path: LAUNCHER_PATH };
   let reason = `'${LAUNCHER_PATH}' does not exist`;
-  try {
-    const s = JSON.parse(readFileSync(STATUS_FILE, 'utf8')) as { ok: boolean; reason?: string };
-    if (!s.ok && s.reason) reason = s.reason;
-  } catch {
-    // no status file: the build step never ran
-  }
+  const s = launcherBuildRecord();
+  if (s && !s.ok && s.reason) reason = s.reason;
   return { ok: false, reason };
 }
 
