@@ -35,14 +35,19 @@ const MAX_Q = 4;
 
 /**
  * The q-gram length for `n` needles: the shortest whose table still lets
- * ~97% of random nix32 windows skip (n needles cover n * (33 - q) of the
- * 32^q q-grams). A build with a handful of candidates gets a 1 KiB or
+ * ~96% of random nix32 windows skip (n needles cover n * (33 - q) of the
+ * 32^q q-grams): q = 2 for one needle, 3 up to 43, else 4. A build with a handful of candidates gets a 1 KiB or
  * 32 KiB table instead of filling 1 MiB per build.
  */
 function gramLength(n: number): number {
-  for (let q = 2; q < MAX_Q; q++) if (n * (W + 1 - q) <= 0.03 * 32 ** q) return q;
+  for (let q = 2; q < MAX_Q; q++) if (n * (W + 1 - q) <= 0.04 * 32 ** q) return q;
   return MAX_Q;
 }
+
+/** Bytes scanned through a table before its shift table is built (most build outputs are smaller). */
+const SHIFT_AFTER = 256 * 1024;
+/** The shift table of a table that has none yet: index 0 only, no shift, every window looked up. */
+const NO_SHIFT = new Uint8Array(1);
 
 /**
  * A set of 32-byte hash parts compiled for lookup of a window in a byte
@@ -52,16 +57,20 @@ function gramLength(n: number): number {
  * last q characters of a window (32^q entries, q from 2 to 4 by the number
  * of needles): how far the window may move before those characters could
  * line up with a needle. That keeps long runs of nix32 text (hashes,
- * base-32 data) from costing a lookup per byte.
+ * base-32 data) from costing a lookup per byte. It is built once 256 KiB
+ * have been scanned: for the few bytes of a typical output, filling up to
+ * 1 MiB would cost more than the scan.
  */
 export class HashPartTable {
   readonly parts: readonly string[];
   /** needle k occupies bytes [32k, 32k+32). */
   readonly needles: Uint8Array;
-  /** Indexed by the nix32 digits of a window's last q bytes (5 bits each, last byte lowest). */
-  readonly shift: Uint8Array;
-  /** Selects the last q digits of the 4-digit gram scanWindows computes. */
-  readonly gramMask: number;
+  /** Indexed by the nix32 digits of a window's last q bytes (5 bits each, last byte lowest); NO_SHIFT until built. */
+  shift: Uint8Array = NO_SHIFT;
+  /** Selects the last q digits of the 4-digit gram scanWindows computes (0 until the shift table is built). */
+  gramMask = 0;
+  /** Bytes scanned so far, until the shift table is built. */
+  scanned = 0;
   private readonly slots: Int32Array;
   private readonly mask: number;
 
@@ -74,22 +83,30 @@ export class HashPartTable {
     while (size < uniq.length * 4) size *= 2;
     this.slots = new Int32Array(size).fill(-1);
     this.mask = size - 1;
-    const q = gramLength(uniq.length);
-    this.gramMask = (1 << (5 * q)) - 1;
-    // A q-gram that ends no needle's prefix: the window moves past it but for q - 1 bytes.
-    this.shift = new Uint8Array(1 << (5 * q)).fill(W - q + 1);
     uniq.forEach((p, k) => {
       for (let i = 0; i < W; i++) this.needles[k * W + i] = p.charCodeAt(i);
       let s = keyOf(this.needles, k * W) & this.mask;
       while (this.slots[s] !== -1) s = (s + 1) & this.mask;
       this.slots[s] = k;
+    });
+  }
+
+  /** Builds the shift table (scanWindows calls it once enough bytes went through). */
+  buildShift(): void {
+    const n = this.parts.length;
+    const q = gramLength(n);
+    // A q-gram that ends no needle's prefix: the window moves past it but for q - 1 bytes.
+    const shift = new Uint8Array(1 << (5 * q)).fill(W - q + 1);
+    for (let k = 0; k < n; k++) {
       for (let end = q - 1; end < W; end++) {
         let g = 0;
         for (let i = end - q + 1; i <= end; i++) g = (g << 5) | NIX32_DIGIT[this.needles[k * W + i]!]!;
         const sh = W - 1 - end;
-        if (sh < this.shift[g]!) this.shift[g] = sh;
+        if (sh < shift[g]!) shift[g] = sh;
       }
-    });
+    }
+    this.shift = shift;
+    this.gramMask = (1 << (5 * q)) - 1;
   }
 
   get size(): number {
@@ -132,6 +149,7 @@ export function scanWindows(
   hit: (i: number, k: number) => number,
 ): void {
   const digit = NIX32_DIGIT;
+  if (table.shift === NO_SHIFT && (table.scanned += end - start) > SHIFT_AFTER) table.buildShift();
   const shift = table.shift;
   const gramMask = table.gramMask;
   const last = end - W;

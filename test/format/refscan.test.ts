@@ -101,6 +101,33 @@ describe('RefScanner', () => {
     assert.deepEqual(scanForHashParts(data, parts), new Set(present));
   });
 
+  test('past 256 KiB the shift table takes over, its q-gram length from the candidate count', () => {
+    let x = 99;
+    const rnd = (): number => (x = (Math.imul(x, 1103515245) + 12345) >>> 0) >>> 16;
+    const part = (): string => Array.from({ length: 32 }, () => NIX32_ALPHABET[rnd() & 31]).join('');
+    for (const [n, tableSize] of [
+      [1, 32 ** 2],
+      [20, 32 ** 3],
+      [1000, 32 ** 4],
+    ] as const) {
+      const parts = Array.from({ length: n }, part);
+      // nix32-dense text: long runs of base-32 with paths; candidates planted after the switch (a scan stops once all are found).
+      const lines: string[] = [];
+      for (let i = 0; lines.length < 20000; i++) {
+        const run = Array.from({ length: 20 + (rnd() % 60) }, () => NIX32_ALPHABET[rnd() & 31]).join('');
+        lines.push(i >= 10000 && i % 97 === 5 ? `/nix/store/${parts[i % n]}-p ${run}` : `${run} /nix/store/${part()}-q`);
+      }
+      const data = bytes(lines.join('\n'));
+      assert.ok(data.length > 4 * 256 * 1024);
+      const table = new HashPartTable(parts);
+      const sc = new RefScanner(table);
+      assert.equal(table.shift.length, 1, 'no shift table before any scanning');
+      for (let i = 0; i < data.length; i += 65536) sc.update(data.subarray(i, i + 65536));
+      assert.equal(table.shift.length, tableSize, `${n} candidates`);
+      assert.deepEqual(sc.found(), naive(data, parts), `${n} candidates`);
+    }
+  });
+
   test('property: equals indexOf for every candidate, and any 1-128 byte chunking equals one shot', () => {
     fc.assert(
       fc.property(
