@@ -25,6 +25,7 @@ import { join } from 'node:path';
 import { missingPeer, removeTree, type BenchContext } from './lib/context.js';
 import { BUSYBOX, drvboxEntry, REPO } from './lib/env.js';
 import { describeMachine } from './lib/machine.js';
+import { removeLeftoverCgroups } from './lib/cgroup.js';
 import { cleanupProcFiles, gnuTimeAvailable, which } from './lib/proc.js';
 import { renderMarkdown, renderSvg, type RowResult, type SuiteResult } from './lib/report.js';
 import { buildRows } from './rows/builds.js';
@@ -146,6 +147,7 @@ async function main(): Promise<void> {
   } finally {
     removeTree(tmp);
     cleanupProcFiles();
+    removeLeftoverCgroups();
   }
   rows.sort((a, b) => ORDER.indexOf(a.n) - ORDER.indexOf(b.n));
   machine.loadavgEnd = loadavg();

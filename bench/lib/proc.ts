@@ -6,6 +6,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { cpuCgroup } from './cgroup.js';
 
 export const GNU_TIME = '/usr/bin/time';
 
@@ -16,9 +17,11 @@ export interface ProcResult {
   stderr: string;
   /** Largest maximum RSS among the process and its waited-for descendants, MiB. */
   peakRssMB: number | null;
-  /** CPU of the whole tree, ms. */
+  /** CPU of the waited-for tree (GNU time), ms. */
   userMs: number | null;
   sysMs: number | null;
+  /** CPU of everything the command started, daemons included (its own cgroup), ms. */
+  treeCpuMs: number | null;
 }
 
 export interface RunOptions {
@@ -29,6 +32,8 @@ export interface RunOptions {
   usage?: boolean;
   /** Do not throw on a non-zero exit. */
   allowFail?: boolean;
+  /** Run the command in a cgroup of its own and report its whole tree's CPU. */
+  treeCpu?: boolean;
 }
 
 let timeOutDir: string | null = null;
@@ -41,6 +46,9 @@ export function gnuTimeAvailable(): boolean {
 
 export function run(cmd: string, args: readonly string[], o: RunOptions): ProcResult {
   let argv = [cmd, ...args];
+  const cg = o.treeCpu ? cpuCgroup() : null;
+  // The shell joins the cgroup, then becomes the command.
+  if (cg) argv = ['/bin/sh', '-c', 'echo $$ > "$0" && exec "$@"', cg.procs, ...argv];
   let usageFile: string | null = null;
   if (o.usage && gnuTimeAvailable()) {
     timeOutDir ??= mkdtempSync(join(tmpdir(), 'drvbox-bench-time-'));
@@ -58,7 +66,12 @@ export function run(cmd: string, args: readonly string[], o: RunOptions): ProcRe
     peakRssMB: null,
     userMs: null,
     sysMs: null,
+    treeCpuMs: null,
   };
+  if (cg) {
+    res.treeCpuMs = cg.usageMs();
+    cg.remove();
+  }
   if (r.error) throw new Error(`cannot run ${cmd}: ${r.error.message}`);
   if (usageFile) {
     // GNU time writes "Command exited with non-zero status N" first when it failed.

@@ -5,7 +5,7 @@
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { freshDir, missingPeer, removeTree, type BenchContext } from '../lib/context.js';
+import { freshDir, missingPeer, type BenchContext } from '../lib/context.js';
 import { bigOutput, chain, layeredDag, wideDag, type DrvSet } from '../lib/derivations.js';
 import { drvboxTool, nixAvailable, nixTool, REPO } from '../lib/env.js';
 import { summariseProfileDir } from '../lib/profile.js';
@@ -17,7 +17,7 @@ const CPU_REPORT = join(fileURLToPath(import.meta.url), '..', '..', 'lib', 'cpu-
 interface Sample {
   ms: number;
   rssMB: number | null;
-  /** CPU of the whole process tree (tool, helpers, builders), ms. */
+  /** CPU of the whole process tree (tool, helpers, builders, daemons: its own cgroup), ms; null without cgroups. */
   treeCpuMs: number | null;
   out: string;
   noopMs?: number;
@@ -44,8 +44,8 @@ function drvboxBuild(ctx: BenchContext, stream: Buffer, target: string, o: Build
     t.run(['store', 'import'], { input: stream });
     const args = ['build', '-j', String(ctx.jobs), '--quiet', target];
     const cpuFile = join(dir, 'cpu.json');
-    const b = t.run(args, { usage: true, env: { ...t.env, DRVBOX_BENCH_CPU_OUT: cpuFile } });
-    const s: Sample = { ms: b.ms, rssMB: b.peakRssMB, treeCpuMs: sumCpu(b.userMs, b.sysMs), out: lastLine(b.stdout) };
+    const b = t.run(args, { usage: true, treeCpu: true, env: { ...t.env, DRVBOX_BENCH_CPU_OUT: cpuFile } });
+    const s: Sample = { ms: b.ms, rssMB: b.peakRssMB, treeCpuMs: b.treeCpuMs, out: lastLine(b.stdout) };
     if (o.ownCpu && existsSync(cpuFile)) {
       const u = JSON.parse(readFileSync(cpuFile, 'utf8')) as { userMs: number; sysMs: number };
       s.ownCpuMs = u.userMs + u.sysMs;
@@ -58,14 +58,15 @@ function drvboxBuild(ctx: BenchContext, stream: Buffer, target: string, o: Build
     }
     if (o.profileDir) {
       // Where the CPU goes, from the unbundled build (samples name their source dir); not timed.
-      removeTree(t.root);
-      t.run(['store', 'import'], { input: stream });
+      // a second store for the profiled run (the first one is built already)
+      const profRoot = join(dir, 'profiled');
       const unbundled = join(REPO, 'dist', 'src', 'cli', 'main.js');
-      drvboxTool(dir, { sandbox: o.sandbox }, ['--cpu-prof', `--cpu-prof-dir=${o.profileDir}`], unbundled).run(args);
+      drvboxTool(profRoot, { sandbox: o.sandbox }).run(['store', 'import'], { input: stream });
+      drvboxTool(profRoot, { sandbox: o.sandbox }, ['--cpu-prof', `--cpu-prof-dir=${o.profileDir}`], unbundled).run(args);
     }
     return s;
   } finally {
-    removeTree(dir);
+    keepUntilEnd(dir);
   }
 }
 
@@ -75,8 +76,8 @@ function nixBuild(ctx: BenchContext, stream: Buffer, target: string, o: BuildOpt
     const n = nixTool(dir, { sandbox: o.sandbox });
     n.cmd('nix-store', ['--import'], { input: stream });
     const args = ['-j', String(ctx.jobs), '--no-out-link', target];
-    const b = n.run(args, { usage: true });
-    const s: Sample = { ms: b.ms, rssMB: b.peakRssMB, treeCpuMs: sumCpu(b.userMs, b.sysMs), out: lastLine(b.stdout) };
+    const b = n.run(args, { usage: true, treeCpu: true });
+    const s: Sample = { ms: b.ms, rssMB: b.peakRssMB, treeCpuMs: b.treeCpuMs, out: lastLine(b.stdout) };
     if (o.noop) {
       const r = n.run(args, { usage: true });
       s.noopMs = r.ms;
@@ -84,13 +85,17 @@ function nixBuild(ctx: BenchContext, stream: Buffer, target: string, o: BuildOpt
     }
     return s;
   } finally {
-    removeTree(dir);
+    keepUntilEnd(dir);
   }
 }
 
-function sumCpu(u: number | null, s: number | null): number | null {
-  return u === null || s === null ? null : u + s;
-}
+/**
+ * Stores are removed with the run's temp dir at the end, not between runs:
+ * on a file system without a journal, ext4 skips inodes freed in the last
+ * minute when it allocates new ones, so deleting one run's store would
+ * slow down the file creation of the runs after it, whichever tool they are.
+ */
+function keepUntilEnd(_dir: string): void {}
 
 const maxOf = (xs: Array<number | null | undefined>): number | null => {
   const v = xs.filter((x): x is number => typeof x === 'number');
@@ -214,9 +219,10 @@ export async function buildRows(ctx: BenchContext, want: (id: string) => boolean
     if (withNix) row.sides[1]!.extra = { treeCpuMsPerDrv: nixTree };
     row.checks.push(check("drvbox's own CPU per derivation (node process)", own, 'ms', 3, '<'));
     row.checks.push(check('time vs Nix (no target)', withNix ? median(p.drvbox.map((s) => s.ms)) / median(p.nix.map((s) => s.ms)) : null, '×', null));
+    const f = (x: number) => (Number.isFinite(x) ? `${x.toFixed(2)} ms` : 'n/a (no writable cgroup hierarchy)');
     row.notes.push(
-      `CPU per derivation: drvbox's node process ${own.toFixed(2)} ms; whole tree (node, launcher, sandbox set-up, builders) ${tree.toFixed(2)} ms` +
-        (withNix ? `; Nix's whole tree ${nixTree.toFixed(2)} ms` : ''),
+      `CPU per derivation: drvbox's node process ${f(own)}; drvbox's whole tree (node, launcher, sandbox set-up, builders) ${f(tree)}` +
+        (withNix ? `; Nix's whole tree ${f(nixTree)}` : ''),
     );
     if (profileDir) {
       try {
