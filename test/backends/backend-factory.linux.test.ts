@@ -1,8 +1,11 @@
 // backendFor on Linux, with the real probe of the namespace backend.
-import { test, describe } from 'node:test';
+import { before, test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { backendFor } from '../../backends/backend.js';
 import { requireLinux } from '../helpers/host.js';
+import { requireSandbox } from '../helpers/sandbox.js';
+
+before(() => requireSandbox('backendFor choosing the namespace backend'));
 
 describe('backendFor on Linux', () => {
   test('sandbox = true: the namespace backend when the probe passes', async () => {

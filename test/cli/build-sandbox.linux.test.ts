@@ -1,13 +1,18 @@
 // The goal driving the Linux sandbox backend through the CLI: a chroot-style
 // store (logical /nix/store), /bin/sh mapped to busybox. Builds every file
 // in examples/.
-import { test, describe } from 'node:test';
+import { before, test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { CLI, REPO_ROOT, requireLinux, requireTool } from '../helpers/host.js';
 import { tempDir } from '../helpers/tmp.js';
+import { requireSandbox } from '../helpers/sandbox.js';
+
+// Where the sandbox is unavailable these fail, saying why (never skip, and
+// never pass through sandbox-fallback's unsandboxed builds).
+before(() => requireSandbox('sandboxed CLI builds'));
 
 function sandboxed(t: import('node:test').TestContext) {
   requireLinux('the namespace sandbox');

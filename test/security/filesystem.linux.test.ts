@@ -1,11 +1,15 @@
 // Security battery, file-system half: each escape attempt is its own test and
 // runs as root and as an unprivileged user through the real Linux backend.
-import { describe, test } from 'node:test';
+import { before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { lstatSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { OUT } from '../backends/linux/fixture.js';
 import { sandbox, WHO } from './harness.js';
+import { requireSandbox } from '../helpers/sandbox.js';
+
+// Where the sandbox is unavailable every attempt fails, saying why (never skips).
+before(() => requireSandbox('the security battery'));
 
 const ROOT_ENTRIES = 'bin build dev etc nix proc tmp';
 const sorted = (line: string): string => line.split(' ').sort().join(' ');

@@ -1,12 +1,16 @@
 // Security battery, process half: network, processes, signals, ptrace, the
 // terminal, leftovers. Each attempt runs as root and as an unprivileged user.
-import { describe, test } from 'node:test';
+import { before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer, type AddressInfo, type Socket } from 'node:net';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { processesMatching, sandbox, WHO } from './harness.js';
+import { requireSandbox } from '../helpers/sandbox.js';
+
+// Where the sandbox is unavailable every attempt fails, saying why (never skips).
+before(() => requireSandbox('the security battery'));
 
 async function listener(t: { after(fn: () => void): void }): Promise<{ port: number; received: () => string; connections: () => number }> {
   let data = '';

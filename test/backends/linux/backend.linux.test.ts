@@ -1,7 +1,7 @@
 // The Linux backend end to end: hand-made BuildRequests (a diverted fake store
 // under /tmp appearing at /nix/store inside, busybox as /bin/sh) built with
 // the real launcher, checking what the builder saw and wrote.
-import { describe, test } from 'node:test';
+import { before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { chownSync, existsSync, lstatSync, readdirSync, readFileSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
@@ -25,6 +25,10 @@ import { removeTree } from '../../helpers/tmp.js';
 import { REPO_ROOT, requireLinux, requireRoot } from '../../helpers/host.js';
 import { escapeTools, processesMatching } from '../../security/harness.js';
 import { BUSYBOX, makeFixture, OUT, runBuild, STORE, type Fixture } from './fixture.js';
+import { requireSandbox } from '../../helpers/sandbox.js';
+
+// Where the sandbox is unavailable every test here fails, saying why (never skips).
+before(() => requireSandbox('the Linux backend end to end'));
 
 const BB = [
   { target: '/bin/sh', source: BUSYBOX, optional: false },

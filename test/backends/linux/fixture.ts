@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import type { BackendSettings, BuildRequest } from '../../../backends/backend.js';
 import { linuxBackend, localPlanHost, type LinuxSandboxSpec } from '../../../backends/linux/index.js';
 import type { LinuxRunningBuild } from '../../../backends/linux/run.js';
+import { requireSandbox } from '../../helpers/sandbox.js';
 
 export const BUSYBOX = '/usr/bin/busybox';
 export const STORE = '/nix/store';
@@ -123,6 +124,7 @@ export interface RunResult {
 
 /** Plans, starts and waits for one build; leaves the chroot for inspection. */
 export async function runBuild(req: BuildRequest, onStart?: (b: LinuxRunningBuild) => void | Promise<void>): Promise<RunResult> {
+  await requireSandbox('a build in the Linux sandbox');
   const spec = linuxBackend.plan(req, localPlanHost()) as LinuxSandboxSpec;
   const b = (await linuxBackend.start(spec)) as LinuxRunningBuild;
   const chunks: Buffer[] = [];

@@ -1,11 +1,12 @@
 // The unsandboxed backend on Linux, for real: the builder runs as init of its
 // own PID namespace (launcher in minimal mode), or in a process group.
-import { test, describe } from 'node:test';
+import { before, test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { PlanHost, RunningBuild } from '../../../backends/backend.js';
-import { createNoneBackend } from '../../../backends/none/index.js';
+import { createNoneBackend, pidNamespaceProblem } from '../../../backends/none/index.js';
+import { requireSandbox } from '../../helpers/sandbox.js';
 import { requireLinux } from '../../helpers/host.js';
 import { tempDir } from '../../helpers/tmp.js';
 import { request } from './fixture.js';
@@ -43,6 +44,8 @@ async function waitGone(pid: number, ms: number): Promise<boolean> {
 for (const containment of ['pid-namespace', 'process-group'] as const) {
   describe(`none backend on Linux (${containment})`, () => {
     const be = createNoneBackend({ plan: { containment } });
+    // The PID namespace needs (user) namespaces: fail here rather than pass through the process-group fallback.
+    if (containment === 'pid-namespace') before(() => requireSandbox('builders in their own PID namespace'));
 
     test('exact argv and cwd; stdout and stderr in one stream; exit code', async (t) => {
       requireLinux('the PID namespace containment');
@@ -53,6 +56,7 @@ for (const containment of ['pid-namespace', 'process-group'] as const) {
       );
       const r = await be.start(spec);
       const [text, status] = await Promise.all([collect(r), r.wait()]);
+      if (containment === 'pid-namespace') assert.equal(pidNamespaceProblem(), null, 'fell back to process groups');
       assert.deepEqual(status, { code: 7, signal: null });
       assert.equal(text, `argv0=a b args=c\n${dir}\nto-stderr\n`);
     });
