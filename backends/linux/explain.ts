@@ -33,7 +33,7 @@ export function explainLinux(spec: LinuxSandboxSpec): string {
         out.push(`  symlink  ${o.path} (copy of ${o.source})`);
         break;
       case 'bind': {
-        const flags = [o.readOnly ? 'ro' : 'rw', o.nosuid ? 'nosuid' : '', o.nodev ? 'nodev' : '', o.shared ? 'shared' : '', o.optional ? 'optional' : '']
+        const flags = [o.readOnly ? 'ro' : 'rw', o.nosuid ? 'nosuid' : '', o.nodev ? 'nodev' : '', o.shared ? 'shared' : '', o.optional ? 'optional' : '', o.recursive ? 'rec' : '']
           .filter(Boolean)
           .join(',');
         out.push(`  bind     ${o.path} <- ${o.sourceOnDisk ? '<chroot on disk>' : ''}${o.source} [${flags}] ${o.why}`);

@@ -132,7 +132,10 @@ enum {
   /* path (a) is relative to the on-disk chroot dir, not the tmpfs root */
   F_DISK = 64,
   /* bind source (b) is relative to the on-disk chroot dir */
-  F_SRC_DISK = 128
+  F_SRC_DISK = 128,
+  /* bind with the mounts below the source (MS_REC); store paths hold none,
+   * and the recursive mount_setattr costs ~0.3 ms per bind */
+  F_REC = 256
 };
 
 #define MAX_REQUEST (256u << 20)
@@ -492,9 +495,10 @@ static int remount_classic(const char *path, uint32_t f, int bind) {
 static int bind_at(int srcdir, const char *source, int dir, const char *leaf, uint32_t flags) {
   uint64_t attrs = attr_of_flags(flags);
   if (have_new_mount_api) {
-    int t = sys_open_tree(srcdir, source, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE);
+    unsigned rec = (flags & F_REC) ? AT_RECURSIVE : 0;
+    int t = sys_open_tree(srcdir, source, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | rec);
     if (t >= 0) {
-      if (attrs && sys_mount_setattr(t, "", AT_EMPTY_PATH | AT_RECURSIVE, attrs) < 0) {
+      if (attrs && sys_mount_setattr(t, "", AT_EMPTY_PATH | rec, attrs) < 0) {
         int e = errno;
         close(t);
         errno = e;
@@ -519,7 +523,7 @@ static int bind_at(int srcdir, const char *source, int dir, const char *leaf, ui
     return -1;
   }
   snprintf(target, sizeof target, "/proc/self/fd/%d", tfd);
-  int r = mount(src, target, NULL, MS_BIND | MS_REC, NULL);
+  int r = mount(src, target, NULL, MS_BIND | ((flags & F_REC) ? MS_REC : 0), NULL);
   close(tfd);
   close(sfd);
   if (r < 0 || !attrs) return r;

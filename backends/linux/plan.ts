@@ -61,6 +61,8 @@ export type SandboxOp =
       nodev: boolean;
       /** `source` is relative to the on-disk chroot dir. */
       sourceOnDisk?: boolean;
+      /** With the mounts below the source (host directories of sandbox-paths, as Nix's MS_REC); store paths hold none. */
+      recursive?: boolean;
       /** Why it is there, for explain. */
       why: string;
     }
@@ -272,7 +274,7 @@ export function planLinux(req: BuildRequest, host: LinuxPlanHost): LinuxSandboxS
     }
     // Device nodes must stay usable (no nodev); everything from the host is
     // read-only so a builder that maps to the file's owner cannot change it.
-    bind(m.target, m.source, 'sandbox-paths', { optional: m.optional, nodev: false });
+    bind(m.target, m.source, 'sandbox-paths', { optional: m.optional, nodev: false, ...(kind === 'directory' ? { recursive: true } : {}) });
     if (isInDir(m.target, storeDir)) visible.add(m.target);
   }
 

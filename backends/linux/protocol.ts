@@ -78,7 +78,7 @@ export const OpCode = {
   'remount-ro': 7,
 } as const;
 
-export const OpFlag = { RO: 1, OPTIONAL: 2, SHARED: 4, NOSUID: 8, NODEV: 16, NOEXEC: 32, DISK: 64, SRC_DISK: 128 } as const;
+export const OpFlag = { RO: 1, OPTIONAL: 2, SHARED: 4, NOSUID: 8, NODEV: 16, NOEXEC: 32, DISK: 64, SRC_DISK: 128, RECURSIVE: 256 } as const;
 
 export const CloneFlag = {
   NEWNS: 0x00020000,

@@ -44,7 +44,8 @@ export function wireOps(ops: readonly SandboxOp[]): WireOp[] {
             (o.shared ? OpFlag.SHARED : 0) |
             (o.nosuid ? OpFlag.NOSUID : 0) |
             (o.nodev ? OpFlag.NODEV : 0) |
-            (o.sourceOnDisk ? OpFlag.SRC_DISK : 0),
+            (o.sourceOnDisk ? OpFlag.SRC_DISK : 0) |
+            (o.recursive ? OpFlag.RECURSIVE : 0),
           mode: 0,
           a: o.path,
           b: o.source,
