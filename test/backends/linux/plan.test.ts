@@ -220,6 +220,13 @@ describe('linux plan', () => {
     );
   });
 
+  test('host directories of sandbox-paths are bound with the mounts below them (MS_REC); files and store inputs are not', () => {
+    const spec = planLinux(req({ sandboxPaths: [{ target: '/usr', source: '/usr', optional: false }, { target: '/bin/sh', source: '/usr/bin/busybox', optional: false }] }), host({ '/usr': 'directory' }));
+    const binds = spec.ops.filter((o): o is Extract<SandboxOp, { op: 'bind' }> => o.op === 'bind');
+    assert.deepEqual(binds.filter((b) => b.recursive).map((b) => b.path), ['/usr']);
+    assert.equal(binds.find((b) => b.path === DEP)!.recursive, undefined);
+  });
+
   test('sandbox-paths: optional missing sources are skipped, required ones fail', () => {
     const spec = planLinux(req({ sandboxPaths: [{ target: '/opt', source: '/opt', optional: true }] }), host());
     assert.deepEqual(find(spec.ops, '/opt'), []);
