@@ -1,7 +1,7 @@
 // Carrying out a LinuxSandboxSpec: prepare the chroot dir, hand the launcher
 // its request, and wrap the result in a RunningBuild.
 import { chmodSync, existsSync, lchownSync, lstatSync, readdirSync, renameSync, rmSync } from 'node:fs';
-import { chown, mkdir, rm } from 'node:fs/promises';
+import { chown, mkdir, readdir, rmdir, unlink } from 'node:fs/promises';
 import { constants as osConstants } from 'node:os';
 import { basename, join } from 'node:path';
 import type { Readable } from 'node:stream';
@@ -122,11 +122,26 @@ export async function prepareChroot(spec: LinuxSandboxSpec): Promise<void> {
 }
 
 let discarded = 0;
+/** Chroot removals, one file-system call at a time (see discardChroot). */
+let removals: Promise<void> = Promise.resolve();
+
+/** Removes a tree with one call in flight at a time. */
+async function removeTreeSlowly(dir: string): Promise<void> {
+  for (const e of await readdir(dir, { withFileTypes: true })) {
+    const p = join(dir, e.name);
+    if (e.isDirectory()) await removeTreeSlowly(p);
+    else await unlink(p);
+  }
+  await rmdir(dir);
+}
 
 /**
  * Removes a chroot dir after the build: renamed aside at once (the next
- * build of the derivation starts from a clean name), then removed off the
- * event loop; the pending removal keeps node running until it is done.
+ * build of the derivation starts from a clean name), then removed in the
+ * background, one call at a time, so that it never fills libuv's thread
+ * pool (a recursive rm issues the calls for all of its mount points at
+ * once, and the next build's mkdir and log file waited behind them); the
+ * pending removal keeps node running until it is done.
  */
 export function discardChroot(dir: string): void {
   const aside = `${dir}.old-${process.pid}-${++discarded}`;
@@ -136,13 +151,15 @@ export function discardChroot(dir: string): void {
     if ((e as NodeJS.ErrnoException).code !== 'ENOENT') removeTreeForce(dir);
     return;
   }
-  rm(aside, { recursive: true, force: true }).catch(() => {
-    try {
-      removeTreeForce(aside); // read-only or mode-0 dirs the builder left
-    } catch {
-      // a leftover under the store dir is garbage to the next collection
-    }
-  });
+  removals = removals.then(() =>
+    removeTreeSlowly(aside).catch(() => {
+      try {
+        removeTreeForce(aside); // read-only or mode-0 dirs the builder left
+      } catch {
+        // a leftover under the store dir is garbage to the next collection
+      }
+    }),
+  );
 }
 
 /** Where a logical path under the store dir is written on the host. */
