@@ -102,7 +102,7 @@ writeFileSync(process.env.out, [remote, (st.mode & 0o777).toString(8), st.isSock
     assert.equal(
       rec.finished_[0]!.error!.message,
       `cannot build '${d.drvPath}' with recursive-nix: the daemon socket '${socket}' has ${Buffer.byteLength(socket)} bytes, ` +
-        `more than the 107 unix sockets allow on linux; set 'build-dir' (or TMPDIR) to a shorter directory`,
+        `more than the ${socketPathLimit()} unix sockets allow on ${process.platform}; set 'build-dir' (or TMPDIR) to a shorter directory`,
     );
     assert.deepEqual(readdirSync(deep), []);
   });
