@@ -515,6 +515,73 @@ writeFileSync(process.env.out, process.env.NIX_REMOTE + '\\n' + p + '\\n');
   };
 }
 
+/** Processes whose command line is exactly `argv` (read from /proc). */
+function processesRunning(argv: string[]): number {
+  const want = argv.join('\0') + '\0';
+  let n = 0;
+  for (const pid of readdirSync('/proc')) {
+    if (!/^\d+$/.test(pid)) continue;
+    try {
+      if (readFileSync(`/proc/${pid}/cmdline`, 'utf8') === want) n++;
+    } catch {
+      // gone, or not ours to read
+    }
+  }
+  return n;
+}
+
+/**
+ * The outer builder SIGKILLed while an inner build runs: the connection's
+ * end aborts the inner build (its builder is killed too), the daemon stops.
+ */
+async function killMidBuild(run: Run) {
+  await warmUp(run);
+  const fdsBefore = fdCount();
+  const storeBefore = new Set(readdirSync(run.store.realStoreDir));
+  const marker = `${(process.pid % 1000) + 1000}.${Date.now() % 1000}`;
+  const sleeper = ['/usr/bin/sleep', marker];
+  const drv = await nodeBuilder(
+    run.store,
+    'killed-mid-build',
+    `
+const c = await connect();
+const d = innerDrv('sleeper', 'x; ${sleeper.join(' ')}; echo');
+const p = await c.addTextToStore('sleeper.drv', d.text, d.refs);
+const waiting = c.buildPathsWithResults([{ kind: 'built', drvPath: p, outputs: ['out'] }]);
+setTimeout(() => console.log('INNER RUNNING'), 300);
+const [r] = await waiting;
+console.log('NOT REACHED ' + r.status);
+`,
+  );
+  const reporter = new Quiet();
+  let goal: RunningGoal | null = null;
+  let innerAtKill = -1;
+  reporter.onChunk = (text) => {
+    if (!text.includes('INNER RUNNING') || !goal) return;
+    innerAtKill = processesRunning(sleeper);
+    const pid = (goal.running as { sandboxPid?: number }).sandboxPid;
+    if (pid) process.kill(pid, 'SIGKILL');
+    else void goal.running.kill();
+  };
+  const t0 = Date.now();
+  const r = await build(run, drv, {}, { reporter, onRunning: (g) => (goal ??= g) });
+  const ms = Date.now() - t0;
+  await new Promise((res) => setTimeout(res, 200));
+  return {
+    ...r,
+    ms,
+    innerAtKill,
+    innerAfter: processesRunning(sleeper),
+    leftovers: readdirSync(run.store.realStoreDir).filter((n) => !storeBefore.has(n) && !n.endsWith('.drv') && !n.endsWith('.lock')),
+    session: sessionReport(run.sessions[0]),
+    sessions: run.sessions.length,
+    fdsBefore,
+    fdsAfter: fdCount(),
+    connectionErrors: run.connectionErrors.slice(0, 5),
+    buildDirLeft: readdirSync(run.buildDir),
+  };
+}
+
 export async function main(argv: string[]): Promise<void> {
   const [scenario, arg] = argv;
   const run = await setup();
@@ -526,6 +593,7 @@ export async function main(argv: string[]): Promise<void> {
     else if (scenario === 'forbidden') report = await forbidden(run);
     else if (scenario === 'nested') report = await nested(run);
     else if (scenario === 'deep-build-dir') report = await deepBuildDir(run);
+    else if (scenario === 'kill-mid-build') report = await killMidBuild(run);
     else throw new Error(`unknown scenario '${scenario}'`);
     process.stdout.write(JSON.stringify({ uid: process.getuid?.(), report }) + '\n');
   } finally {

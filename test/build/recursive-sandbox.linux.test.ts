@@ -75,6 +75,23 @@ for (const who of WHO) {
       assertDaemonGone(r);
     });
 
+    test('the builder killed while an inner build runs: the inner builder is killed too, nothing is left, the daemon is gone', async () => {
+      const { report: r } = await runScenario<Common & { ms: number; innerAtKill: number; innerAfter: number; leftovers: string[]; sessions: number; buildDirLeft: string[] }>(who, [
+        'kill-mid-build',
+      ]);
+      assert.equal(r.log, 'INNER RUNNING\n');
+      assert.equal(r.innerAtKill, 1, 'the inner builder was running');
+      assert.equal(r.exitCode, 100);
+      assert.match(r.error ?? '', /^builder for '\/nix\/store\/[a-z0-9]{32}-killed-mid-build\.drv' failed due to signal 9 \(Killed\)$/);
+      assert.equal(r.innerAfter, 0, 'no inner builder survives');
+      assert.deepEqual(r.leftovers, []);
+      assert.ok(r.ms < 10_000, `the build ended ${r.ms} ms after it started (the inner one would sleep for 1000 s)`);
+      assert.deepEqual(r.connectionErrors, ['the client closed the connection']);
+      assert.equal(r.session.stats.failed, 1);
+      assert.deepEqual(r.buildDirLeft, []);
+      assertDaemonGone(r);
+    });
+
     test('restricted store: paths outside the input closure are invisible; dump, substitute, build and output-map fail with the seed messages', async () => {
       const { report: r } = await runScenario<Common & { outside: string; input: string; res: Record<string, { ok?: unknown; error?: string } & Record<string, unknown>> }>(who, [
         'forbidden',
