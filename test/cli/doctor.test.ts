@@ -4,6 +4,7 @@ import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { buildsWill } from '../../src/cli/doctor.js';
+import { doctorSections } from '../../backends/backend.js';
 import { drvbox } from '../helpers/host.js';
 import { tempDir } from '../helpers/tmp.js';
 
@@ -51,5 +52,17 @@ describe('doctor', () => {
       env: { XDG_CONFIG_HOME: dir, DRVBOX_CONFIG: '', DRVBOX_STORE: '', DRVBOX_LAUNCHER: '/nonexistent/drvbox-launcher' },
     });
     assert.match(diverted.stdout, /^builds fail: the store's physical directory differs from its logical one/m);
+  });
+
+  test('the darwin section comes from darwinDoctorFacts; other platforms have none', async () => {
+    const [d] = await doctorSections('darwin');
+    assert.equal(d!.title, 'macOS sandbox (sandbox-exec)');
+    if (process.platform !== 'darwin') {
+      assert.equal(d!.usable, false);
+      assert.deepEqual(d!.checks.map((c) => [c.name, c.ok]), [['macOS', false]]);
+      assert.equal(d!.data.onDarwin, false);
+    }
+    const [f] = await doctorSections('freebsd');
+    assert.deepEqual(f, { title: 'sandbox', usable: false, checks: [{ name: 'platform', ok: false, detail: "no sandbox backend for 'freebsd'" }], notes: [], data: {} });
   });
 });
