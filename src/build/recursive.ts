@@ -120,16 +120,17 @@ export function networkDerivationToBuild(store: LocalStore, drvPath: string): st
     if (seen.has(d)) continue;
     seen.add(d);
     if (!store.isValidPath(d)) continue; // the build reports it
-    const drv = store.readDerivation(d);
-    const outs = store.queryPartialDerivationOutputMap(d);
-    const missing = [...outs.values()].some((p) => p === null || !store.isValidPath(p));
-    if (!missing) continue;
+    let drv;
     let type;
+    let missing;
     try {
+      drv = store.readDerivation(d);
+      missing = [...store.queryPartialDerivationOutputMap(d).values()].some((p) => p === null || !store.isValidPath(p));
       type = derivationType(drv);
     } catch {
       continue; // malformed: the build reports it
     }
+    if (!missing) continue;
     if (type === 'caFixed' || type === 'impure') return d;
     for (const [input, wanted] of drv.inputDrvs) {
       const m = store.isValidPath(input) ? store.queryPartialDerivationOutputMap(input) : new Map<string, string | null>();
