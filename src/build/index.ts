@@ -19,10 +19,21 @@ export {
   type GoalReporter,
   type GoalResult,
   type RecursiveBuildHook,
+  type RecursiveSessionHandle,
   type RunningGoal,
   type RunSettings,
   type Slots,
 } from './goal.js';
+export {
+  createRecursiveHook,
+  recursiveBuildDirName,
+  networkDerivationToBuild,
+  socketPathLimit,
+  NIX_SOCKET_NAME,
+  RecursiveSocketPathTooLong,
+  type RecursiveHookOptions,
+  type RecursiveSession,
+} from './recursive.js';
 export { resolveTargets, addDerivationFile, type BuildTarget } from './targets.js';
 export { BuildLog, drvLogPath, findDrvLog, overlayCarriageReturns, DEFAULT_TAIL_LINES } from './logs.js';
 export { Progress, failureLines, fitWidth, sanitizeForStatus, type ProgressOptions } from './progress.js';
