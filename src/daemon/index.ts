@@ -24,5 +24,5 @@ export type * from './store-api.js';
 export { LocalStoreAdapter, type DaemonBuildFn } from './local-store-adapter.js';
 export { LocalDaemon } from './local-daemon.js';
 export { RemoteStore, openRemoteStore } from './remote-store.js';
-export { makeDaemonBuild } from './build-engine.js';
+export { makeDaemonBuild, makeEngineBuild, type EngineBuildOptions } from './build-engine.js';
 export { peerCredentials, identityOf, identifyPeer, matchUser, decideAccess } from './peer-credentials.js';
