@@ -12,7 +12,7 @@ import { spawnSync } from 'node:child_process';
 import { chmodSync, mkdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { TestContext } from 'node:test';
-import { CLI, requireLinux, requireTool } from '../helpers/host.js';
+import { CLI, HostPreconditionError, requireLinux, requireRoot, requireTool } from '../helpers/host.js';
 import { nixOracle } from '../helpers/nix.js';
 import { formatHash, hashBytes } from '../../src/format/hash.js';
 import { tempDir } from '../helpers/tmp.js';
@@ -70,6 +70,8 @@ interface Env {
   run(cmd: string, args: string[], env?: Record<string, string>): { status: number | null; stdout: string; stderr: string };
   drvbox(args: string[]): { status: number | null; stdout: string; stderr: string };
   nixConf: string;
+  /** Options for every build of this environment. */
+  extraOptions: string[];
 }
 
 function setup(t: TestContext, who: Who): Env {
@@ -106,6 +108,7 @@ function setup(t: TestContext, who: Who): Env {
     who,
     run,
     nixConf,
+    extraOptions: [],
     drvbox: (args) => run(process.execPath, [CLI, '--store', root, ...args]),
   };
 }
@@ -144,6 +147,7 @@ function outerJson(e: Env, name: string, tools: string, script: string, env: Rec
 }
 
 function build(e: Env, file: string, options: string[] = []): string {
+  options = [...e.extraOptions, ...options];
   const r = e.drvbox(['build', file, '--option', 'sandbox', 'true', '--option', 'sandbox-fallback', 'false', '--option', 'sandbox-paths', SANDBOX_PATHS, ...options]);
   assert.equal(r.status, 0, `drvbox build failed (${r.status}):\n${r.stderr}`);
   assert.doesNotMatch(r.stderr, /warning/, 'built in the sandbox, without a fallback');
@@ -251,3 +255,20 @@ for (const who of ['current', 'rootless'] as const) {
     });
   });
 }
+
+describe('Nix 2.8 inside a drvbox sandbox with recursive-nix, as a build user (root, build-users-group)', () => {
+  test('the daemon socket belongs to the build user the builder runs as: nix-build inside works, $out refers to the inner output', (t) => {
+    requireRoot('build users need root');
+    if (spawnSync('getent', ['group', 'nixbld']).status !== 0) {
+      throw new HostPreconditionError("cannot run on this host: no 'nixbld' group with build users (apt-get install -y nix-bin creates it)");
+    }
+    const e = setup(t, 'current');
+    e.extraOptions.push('--option', 'build-users-group', 'nixbld');
+    const tools = addTools(e);
+    const out = build(e, outerJson(e, 'outer', tools, 'main.sh'));
+    const inner = read(e, `${out}/inner-path`).trim();
+    assert.equal(read(e, `${out}/inner-contents`), 'inner\n');
+    const q = e.drvbox(['store', 'query', '--requisites', out]);
+    assert.ok(q.stdout.trim().split('\n').includes(inner), q.stdout);
+  });
+});
