@@ -42,6 +42,8 @@ const MAX_PARTIAL_LINE = 64 * 1024;
 export function settingsForClient(base: Settings, o: ClientOptions, trusted: boolean, warn: (msg: string) => void): Settings {
   const s = new Settings(base.host);
   Object.assign(s.values, structuredClone(base.values));
+  // Settings given outright in the daemon's config keep their default out (sandbox-paths).
+  for (const n of base.replaced) s.replaced.add(n);
   const set = (name: string, value: string) => {
     try {
       s.setOption(name, value);
