@@ -32,8 +32,12 @@ if (relative(join(root, 'dist'), outDir).split('/').length !== 2) throw new Erro
 const bundle = join(outDir, 'drvbox.cjs');
 const entry = join(outDir, 'main.cjs');
 
-/** Native or optional packages stay in node_modules; the rest is bundled. */
-const EXTERNAL = ['better-sqlite3', 'koffi', 'plist'];
+/**
+ * Packages loaded from node_modules at run time; the rest is bundled.
+ * better-sqlite3's JavaScript is bundled (src/store/db.ts hands it its addon
+ * by path); koffi finds its own addon, plist is for macOS only.
+ */
+const EXTERNAL = ['koffi', 'plist'];
 
 rmSync(outDir, { recursive: true, force: true });
 mkdirSync(outDir, { recursive: true });
@@ -50,9 +54,38 @@ try {
   process.exit(0);
 }
 
+/**
+ * Node built-ins that are not already loaded when a script starts. A module
+ * that imports one loads it at start-up even when the command never uses it
+ * (a no-op build paid for crypto, net, streams, child_process: ~12% of its
+ * CPU profile). Imports of these resolve to a stand-in whose exports are
+ * getters that load the built-in on first use; call sites read them at use
+ * time, and classes are the real ones (instanceof, extends).
+ */
+const LAZY_BUILTINS = ['crypto', 'net', 'stream', 'stream/promises', 'child_process', 'timers/promises', 'os', 'fs/promises', 'string_decoder', 'readline', 'zlib', 'http', 'https', 'worker_threads'];
+
+const lazyBuiltins = {
+  name: 'lazy-builtins',
+  setup(build) {
+    const filter = new RegExp(`^(node:)?(${LAZY_BUILTINS.map((b) => b.replace('/', '\\/')).join('|')})$`);
+    build.onResolve({ filter }, (a) =>
+      a.namespace === 'lazy-builtin'
+        ? { path: a.path.startsWith('node:') ? a.path : `node:${a.path}`, external: true } // the stand-in's own require
+        : { path: a.path.replace(/^node:/, ''), namespace: 'lazy-builtin' },
+    );
+    build.onLoad({ filter: /.*/, namespace: 'lazy-builtin' }, async (a) => {
+      const names = Object.keys(await import(`node:${a.path}`)).filter((n) => n !== 'default' && /^[A-Za-z_$][\w$]*$/.test(n));
+      const lines = [`let m; const load = () => (m ??= require('node:${a.path}'));`];
+      for (const n of names) lines.push(`Object.defineProperty(exports, '${n}', { enumerable: true, get: () => load().${n} });`);
+      return { contents: lines.join('\n'), loader: 'js' };
+    });
+  },
+};
+
 await esbuild.build({
   absWorkingDir: root,
   entryPoints: ['src/cli/main.ts'],
+  plugins: [lazyBuiltins],
   outfile: bundle,
   bundle: true,
   format: 'cjs',

@@ -14,10 +14,9 @@
 // `--version` is answered without loading the bundle; with -v (stack traces
 // in the TypeScript sources through the source map) or DRVBOX_CODE_CACHE=off
 // the bundle is loaded by Node's own loader, without the cache.
-import { accessSync, constants, readFileSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
-import { createRequire, wrap } from 'node:module';
-import { join } from 'node:path';
-import { Script } from 'node:vm';
+// Modules are required where they are used, not here: node:module and
+// node:vm are not loaded yet when a script starts, and --version needs neither.
+import type { Script } from 'node:vm';
 
 // Filled in by build-bundle.mjs (esbuild `define`).
 declare const __DRVBOX_VERSION__: string;
@@ -25,10 +24,11 @@ declare const __DRVBOX_BUNDLE__: string;
 declare const __DRVBOX_BUNDLE_HASH__: string;
 
 const args = process.argv.slice(2);
-const bundle = join(__dirname, __DRVBOX_BUNDLE__);
+const bundle = `${__dirname}/${__DRVBOX_BUNDLE__}`;
 const mode = process.env.DRVBOX_CODE_CACHE;
 
 function saveCache(script: Script, file: string): void {
+  const { accessSync, constants, renameSync, unlinkSync, writeFileSync } = require('node:fs') as typeof import('node:fs');
   const tmp = `${file}.${process.pid}.tmp`;
   try {
     accessSync(__dirname, constants.W_OK);
@@ -45,8 +45,12 @@ function saveCache(script: Script, file: string): void {
 }
 
 function runCached(): void {
+  const { readFileSync } = require('node:fs') as typeof import('node:fs');
+  const { createRequire, wrap } = require('node:module') as typeof import('node:module');
+  const { Script } = require('node:vm') as typeof import('node:vm');
   const cacheFile = `${bundle}.${__DRVBOX_BUNDLE_HASH__}.v8-${process.versions.v8}-${process.arch}.cache`;
-  const source = readFileSync(bundle, 'utf8');
+  // The bundle is ASCII (esbuild escapes the rest): latin1 decodes it fastest, into a one-byte string.
+  const source = readFileSync(bundle, 'latin1');
   let cachedData: Buffer | undefined;
   try {
     cachedData = readFileSync(cacheFile);
