@@ -4,6 +4,8 @@
 // caller's job. Every multi-row change runs in one IMMEDIATE transaction.
 import Database from 'better-sqlite3';
 import { existsSync, readFileSync, renameSync, writeFileSync, openSync, closeSync, constants } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
 import { formatHash, parseHash, type Hash } from '../format/hash.js';
 import { isDerivationPath, parseStorePath } from '../format/store-path.js';
 import { lockWait, unlock } from './flock.js';
@@ -86,6 +88,28 @@ export interface Registration {
   derivationOutputs?: ReadonlyMap<string, string>;
 }
 
+let addonPath: string | null | undefined;
+
+/**
+ * better-sqlite3's compiled addon, handed over as `nativeBinding`: its own
+ * lookup (the `bindings` package: a stack trace and a dozen candidate paths)
+ * was a good part of a no-op build's start-up, and it cannot find the addon
+ * from the bundled CLI at all. null: let better-sqlite3 look.
+ */
+function sqliteAddon(): string | null {
+  if (addonPath === undefined) {
+    addonPath = null;
+    try {
+      const pkg = createRequire(import.meta.url).resolve('better-sqlite3/package.json');
+      const addon = join(dirname(pkg), 'build', 'Release', 'better_sqlite3.node');
+      if (existsSync(addon)) addonPath = addon;
+    } catch {
+      // not resolvable from here: better-sqlite3's own lookup
+    }
+  }
+  return addonPath;
+}
+
 export class StoreDb {
   private readonly stmts = new Map<string, Database.Statement>();
 
@@ -140,7 +164,9 @@ export class StoreDb {
   private static connect(layout: StoreLayout, opts: OpenDbOptions, create: boolean): Db {
     let db: Db | null = null;
     try {
+      const addon = sqliteAddon();
       db = new Database(layout.dbPath, {
+        ...(addon ? { nativeBinding: addon } : {}),
         fileMustExist: !create,
         readonly: opts.readonly ?? false,
         // Nix waits up to an hour for a busy database; so do we.
