@@ -59,8 +59,15 @@ export class DerivationCycle extends defineError('DerivationCycle', 'E_DRV_CYCLE
 export class OutputPathMismatch extends defineError('OutputPathMismatch', 'E_DRV_OUTPUT_PATH_MISMATCH') {}
 export class OutputEnvMismatch extends defineError('OutputEnvMismatch', 'E_DRV_OUTPUT_ENV_MISMATCH') {}
 
-/** sha256("impure"), the modulo hash of every output of an impure derivation. */
-export const IMPURE_OUTPUT_HASH: Hash = hashBytes('sha256', 'impure');
+/**
+ * sha256("impure"), the modulo hash of every output of an impure derivation;
+ * written out so that loading this module computes nothing (node:crypto
+ * would load with it, at every start-up of the CLI).
+ */
+export const IMPURE_OUTPUT_HASH: Hash = {
+  algo: 'sha256',
+  digest: Buffer.from('ddffc26775f61118da8597d1f2f62c544ec92461b31b5b1075ed8689a7ee8292', 'hex'),
+};
 
 interface Ctx {
   storeDir: string;
