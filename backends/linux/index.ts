@@ -27,6 +27,9 @@ export { LinuxRunningBuild, sealOutputs, killBuildUser, launcherRequest } from '
 export { apparmorProfile } from './apparmor.js';
 export * from './errors.js';
 
+const kinds = new Map<string, 'directory' | 'file' | 'symlink' | 'other'>();
+const realpaths = new Map<string, string>();
+
 /**
  * PlanHost backed by this machine's file system. `systemFeatures`: the
  * `system-features` setting; by default Nix's rule for kvm (offered when
@@ -36,14 +39,21 @@ export function localPlanHost(systemFeatures?: readonly string[]): LinuxPlanHost
   return {
     systemFeatures: systemFeatures ?? (existsSync('/dev/kvm') ? ['kvm'] : []),
     lstat(p) {
-      try {
-        const st = lstatSync(p);
-        return st.isDirectory() ? 'directory' : st.isFile() ? 'file' : st.isSymbolicLink() ? 'symlink' : 'other';
-      } catch {
-        return 'missing';
-      }
+      // What exists keeps its kind (store paths are immutable): remembered
+      // for the process, since every build looks up its whole input closure.
+      const known = kinds.get(p);
+      if (known) return known;
+      const st = lstatSync(p, { throwIfNoEntry: false });
+      if (!st) return 'missing';
+      const kind = st.isDirectory() ? 'directory' : st.isFile() ? 'file' : st.isSymbolicLink() ? 'symlink' : 'other';
+      kinds.set(p, kind);
+      return kind;
     },
-    realpath: (p) => realpathSync(p),
+    realpath: (p) => {
+      let r = realpaths.get(p);
+      if (r === undefined) realpaths.set(p, (r = realpathSync(p)));
+      return r;
+    },
     platform: 'linux',
     arch: process.arch,
   };
