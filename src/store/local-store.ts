@@ -341,7 +341,7 @@ export class LocalStore {
   /** Nix's computeFSClosure: every path reachable from `paths` (which must be valid). */
   computeClosure(paths: Iterable<string>, opts: ClosureOptions = {}): Set<string> {
     const start = [...paths];
-    for (const p of start) this.requirePathInfo(p);
+    for (const p of start) this.db.referencesOf(p); // valid, or InvalidPath
     const edges = (p: string): string[] => {
       const res: string[] = [];
       if (opts.flip) {
@@ -351,12 +351,14 @@ export class LocalStore {
           for (const o of this.queryPartialDerivationOutputMap(p).values()) if (o && this.db.isValidPath(o)) res.push(o);
         }
       } else {
-        const info = this.requirePathInfo(p);
-        for (const r of info.references) if (r !== p) res.push(r);
+        for (const r of this.db.referencesOf(p)) if (r !== p) res.push(r);
         if (opts.includeOutputs && isDerivationPath(p)) {
           for (const o of this.queryPartialDerivationOutputMap(p).values()) if (o && this.db.isValidPath(o)) res.push(o);
         }
-        if (opts.includeDerivers && info.deriver && this.db.isValidPath(info.deriver)) res.push(info.deriver);
+        if (opts.includeDerivers) {
+          const deriver = this.requirePathInfo(p).deriver;
+          if (deriver && this.db.isValidPath(deriver)) res.push(deriver);
+        }
       }
       return res;
     };
@@ -365,7 +367,7 @@ export class LocalStore {
 
   /** Referrers first (Nix's topoSortPaths); reverse it for references first. */
   topoSortPaths(paths: Iterable<string>): string[] {
-    return topoSort(paths, (p) => this.requirePathInfo(p).references);
+    return topoSort(paths, (p) => this.db.referencesOf(p));
   }
 
   /** Sum of the NAR sizes of the closure of `path` (path-info --closure-size). */
