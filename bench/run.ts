@@ -5,6 +5,8 @@
 //
 // Rows (issue 7 §1 numbers, ids for --rows):
 //   1 wide        wide DAG of 100 trivial sandboxed derivations vs nix-build -j2
+//     variants    the same: one launcher per build, no seccomp, -j1 against nix-build -j1
+//                 (bench/build-dag-sandbox.ts's variants)
 //   2 chain       chain of 30 sandboxed derivations vs Nix
 //   3 noop        no-op rebuild of (1) vs Nix;  startup: drvbox --version vs node -e 0
 //   4 big         a 256 MiB output (scan + hash + register) vs Nix
@@ -35,7 +37,7 @@ import { narHashRows } from './rows/nar-hash.js';
 import { startupRow } from './rows/startup.js';
 
 const ALIASES: Record<string, string[]> = {
-  '1': ['wide'],
+  '1': ['wide', 'variants'],
   '2': ['chain'],
   '3': ['noop', 'startup'],
   '4': ['big'],
@@ -44,8 +46,8 @@ const ALIASES: Record<string, string[]> = {
   '7': ['launch'],
   '8': ['dag1000'],
 };
-const ALL = ['wide', 'noop', 'chain', 'startup', 'big', 'ca', 'narhash', 'launch', 'dag1000', 'smallfiles', 'unsandboxed', 'micro'];
-const ORDER = ['1', '3a', '2', '3b', '4', '5', '6', '7', '8', 'i2', 'i3'];
+const ALL = ['wide', 'variants', 'noop', 'chain', 'startup', 'big', 'ca', 'narhash', 'launch', 'dag1000', 'smallfiles', 'unsandboxed', 'micro'];
+const ORDER = ['1', '1v', '3a', '2', '3b', '4', '5', '6', '7', '8', 'i2', 'i3'];
 
 interface Options {
   quick: boolean;
@@ -128,7 +130,7 @@ async function main(): Promise<void> {
   const result: SuiteResult = { machine, options: { argv: process.argv.slice(2), quick: o.quick, runs: ctx.runs, jobs: o.jobs }, rows, micro: [] };
   ctx.log(`drvbox ${entry}, ${machine.cpus} CPUs, temp dir ${tmp}`);
   try {
-    const buildIds = ['wide', 'noop', 'chain', 'big', 'ca', 'dag1000', 'unsandboxed'];
+    const buildIds = ['wide', 'variants', 'noop', 'chain', 'big', 'ca', 'dag1000', 'unsandboxed'];
     if (buildIds.some(want)) {
       if (peers.busybox) rows.push(...(await buildRows(ctx, want)));
       else {

@@ -31,6 +31,11 @@ interface BuildOpts {
   noop?: boolean;
   ownCpu?: boolean;
   profileDir?: string;
+  /** Overrides ctx.jobs (both tools). */
+  jobs?: number;
+  /** drvbox only: extra arguments and environment (variants). */
+  extraArgs?: string[];
+  extraEnv?: NodeJS.ProcessEnv;
 }
 
 function lastLine(b: Buffer): string {
@@ -42,9 +47,9 @@ function drvboxBuild(ctx: BenchContext, stream: Buffer, target: string, o: Build
   try {
     const t = drvboxTool(dir, { sandbox: o.sandbox }, o.ownCpu ? ['--import', CPU_REPORT] : []);
     t.run(['store', 'import'], { input: stream });
-    const args = ['build', '-j', String(ctx.jobs), '--quiet', target];
+    const args = ['build', '-j', String(o.jobs ?? ctx.jobs), '--quiet', ...(o.extraArgs ?? []), target];
     const cpuFile = join(dir, 'cpu.json');
-    const b = t.run(args, { usage: true, treeCpu: true, env: { ...t.env, DRVBOX_BENCH_CPU_OUT: cpuFile } });
+    const b = t.run(args, { usage: true, treeCpu: true, env: { ...t.env, ...o.extraEnv, DRVBOX_BENCH_CPU_OUT: cpuFile } });
     const s: Sample = { ms: b.ms, rssMB: b.peakRssMB, treeCpuMs: b.treeCpuMs, out: lastLine(b.stdout) };
     if (o.ownCpu && existsSync(cpuFile)) {
       const u = JSON.parse(readFileSync(cpuFile, 'utf8')) as { userMs: number; sysMs: number };
@@ -75,7 +80,7 @@ function nixBuild(ctx: BenchContext, stream: Buffer, target: string, o: BuildOpt
   try {
     const n = nixTool(dir, { sandbox: o.sandbox });
     n.cmd('nix-store', ['--import'], { input: stream });
-    const args = ['-j', String(ctx.jobs), '--no-out-link', target];
+    const args = ['-j', String(o.jobs ?? ctx.jobs), '--no-out-link', target];
     const b = n.run(args, { usage: true, treeCpu: true });
     const s: Sample = { ms: b.ms, rssMB: b.peakRssMB, treeCpuMs: b.treeCpuMs, out: lastLine(b.stdout) };
     if (o.noop) {
@@ -202,6 +207,38 @@ export async function buildRows(ctx: BenchContext, want: (id: string) => boolean
       if (withNix) row.notes.push(`peak RSS: drvbox ${rss?.toFixed(0)} MB, Nix ${maxOf(p.nix.map((s) => s.rssMB))?.toFixed(0)} MB (largest process of each tree)`);
     }
     rows.push(row);
+  }
+  if (want('variants')) {
+    // What moves the wide DAG (bench/build-dag-sandbox.ts's variants): one
+    // launcher process per build instead of the launcher server, no seccomp
+    // filter, and each tool at -j1 (its serial cost per derivation).
+    const leaves = ctx.quick ? 50 : 100;
+    const { set, target } = wideDag(leaves, 'vwide');
+    const r = Math.max(1, Math.min(rounds, 3));
+    const variants: Array<[string, BuildOpts]> = [
+      ['drvbox (launcher server, seccomp)', { sandbox: true }],
+      ['drvbox, one launcher process per build', { sandbox: true, extraEnv: { DRVBOX_LAUNCHER_ONESHOT: '1' } }],
+      ['drvbox, filter-syscalls = false', { sandbox: true, extraArgs: ['--option', 'filter-syscalls', 'false'] }],
+      ['drvbox -j1', { sandbox: true, jobs: 1 }],
+    ];
+    const stream = set.exportStream();
+    const got = new Map<string, number[]>();
+    const fns = variants.map(([name, o]) => () => void (got.get(name) ?? got.set(name, []).get(name)!).push(drvboxBuild(ctx, stream, target, o).ms));
+    if (withNix) fns.push(() => void (got.get('nix-build -j1') ?? got.set('nix-build -j1', []).get('nix-build -j1')!).push(nixBuild(ctx, stream, target, { sandbox: true, jobs: 1 }).ms));
+    await alternate(r, fns);
+    ctx.log(`wide DAG variants: ${[...got].map(([k, v]) => `${k} ${median(v).toFixed(0)} ms`).join('; ')}`);
+    const n = leaves + 1;
+    const j1 = median(got.get('drvbox -j1')!);
+    const nixJ1 = withNix ? median(got.get('nix-build -j1')!) : NaN;
+    rows.push({
+      id: 'variants',
+      n: '1v',
+      title: `wide DAG of ${leaves}: what moves it (launcher server vs one launcher per build, seccomp, -j1)`,
+      sides: [...got].map(([k, v]) => side(k, 'ms', v, summarize(v))),
+      checks: [check('-j1: time vs nix-build -j1 (no target)', withNix ? j1 / nixJ1 : null, '×', null)],
+      missing: withNix ? [] : [missingPeer('nix')],
+      notes: [`serial cost per derivation (-j1): drvbox ${(j1 / n).toFixed(1)} ms` + (withNix ? `, Nix ${(nixJ1 / n).toFixed(1)} ms` : '')],
+    });
   }
   if (want('dag1000')) {
     const total = ctx.quick ? 200 : 1000;
