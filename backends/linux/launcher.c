@@ -31,6 +31,7 @@
  *   the init, and the kernel kills everything left in the pid namespace.
  */
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
@@ -49,6 +50,7 @@
 #include <sys/personality.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
@@ -122,7 +124,7 @@ enum {
   T_LOOPBACK = 29, T_STORE_DIR = 30, T_SOCKET = 31, T_TOKEN = 32, T_BUILD_ID = 33,
   T_REAPER = 34
 };
-enum { MODE_RUN = 1, MODE_PROBE = 2, MODE_ADD_PATH = 3, MODE_KILL_USER = 4 };
+enum { MODE_RUN = 1, MODE_PROBE = 2, MODE_ADD_PATH = 3, MODE_KILL_USER = 4, MODE_REMOVE_TREE = 5 };
 enum { OP_MKDIR = 1, OP_WRITE = 2, OP_SYMLINK = 3, OP_BIND = 4, OP_MOUNT = 5,
        OP_COPY_SYMLINK = 6, OP_REMOUNT_RO = 7 };
 /* OP flags */
@@ -1245,6 +1247,137 @@ static int kill_user_mode(void) {
   return 0;
 }
 
+/* ---------- remove-tree: a discarded chroot dir ---------- */
+/*
+ * drvbox renames a chroot dir aside after its build; removing it (an empty
+ * mount point per input path, the build dir, whatever the builder left) is
+ * done here, off node's main thread. The builder controlled the contents, so
+ * every step is relative to a directory fd opened with O_NOFOLLOW (a planted
+ * symlink is unlinked, never followed), no directory on another device than
+ * the tree's root is entered (a mount point is left in place and the removal
+ * reported as failed), and directories left without owner rwx (read-only,
+ * mode 0) are given them before being read. Open fds stay bounded: a
+ * directory deeper than RM_MAX_DEPTH is moved up to the root and removed
+ * from there on a later pass.
+ * Exit status: 0 when the tree is gone (or was never there), 1 otherwise.
+ */
+
+#define RM_MAX_DEPTH 64
+
+struct rm_tree {
+  int root;
+  dev_t dev;
+  unsigned long hoisted;
+};
+
+/* Opens directory `name` of `dir` for reading, never through a symlink nor
+ * onto another device, giving its owner rwx first when it lacks them. */
+static int rm_open_dir(int dir, const char *name, dev_t dev) {
+  int p = openat(dir, name, O_PATH | O_NOFOLLOW | O_DIRECTORY | O_CLOEXEC);
+  if (p < 0) return -1;
+  struct stat st;
+  int fd = -1;
+  if (fstat(p, &st) < 0) goto out;
+  if (st.st_dev != dev) {
+    errno = EXDEV;
+    goto out;
+  }
+  if ((st.st_mode & 0700) != 0700) {
+    /* chmod through the O_PATH fd: exactly the directory just checked. */
+    char proc[64];
+    snprintf(proc, sizeof proc, "/proc/self/fd/%d", p);
+    if (chmod(proc, (st.st_mode & 07777) | 0700) < 0) goto out;
+  }
+  fd = openat(p, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+out:;
+  int e = errno;
+  close(p);
+  errno = e;
+  return fd;
+}
+
+static void rm_contents(int fd, int depth, struct rm_tree *t);
+
+/* Moves a too-deep directory to the root (renaming a directory to another
+ * parent rewrites its "..": it needs owner rwx too). */
+static int rm_hoist(int dir, const char *name, struct rm_tree *t) {
+  int fd = rm_open_dir(dir, name, t->dev);
+  if (fd < 0) return 0;
+  close(fd);
+  for (int i = 0; i < 100; i++) {
+    char to[64];
+    snprintf(to, sizeof to, ".drvbox-deep-%lu", t->hoisted++);
+    if (renameat(dir, name, t->root, to) == 0) return 1;
+    if (errno != EEXIST && errno != ENOTEMPTY) return 0;
+  }
+  return 0;
+}
+
+/* Removes entry `name` of `dir` (at `depth`); 1 when it is gone or moved. */
+static int rm_entry(int dir, const char *name, unsigned char type, int depth, struct rm_tree *t) {
+  if (type == DT_DIR) {
+    /* Most are empty mount points: rmdir needs no look inside. */
+    if (unlinkat(dir, name, AT_REMOVEDIR) == 0) return 1;
+    if (errno != ENOTEMPTY && errno != EEXIST && errno != EACCES && errno != EPERM) return errno == ENOENT;
+  } else if (type != DT_UNKNOWN) {
+    if (unlinkat(dir, name, 0) == 0) return 1;
+    if (errno == ENOENT) return 1;
+  }
+  struct stat st;
+  if (fstatat(dir, name, &st, AT_SYMLINK_NOFOLLOW) < 0) return errno == ENOENT;
+  if (!S_ISDIR(st.st_mode)) return unlinkat(dir, name, 0) == 0;
+  if (st.st_dev != t->dev) return 0; /* a mount point: never entered */
+  if (depth + 1 > RM_MAX_DEPTH) return rm_hoist(dir, name, t);
+  int sub = rm_open_dir(dir, name, t->dev);
+  if (sub < 0) return 0;
+  rm_contents(sub, depth + 1, t);
+  return unlinkat(dir, name, AT_REMOVEDIR) == 0;
+}
+
+/* Empties the directory open at fd (taken over). Passes repeat while they
+ * make progress: readdir need not return entries added (hoisted) meanwhile. */
+static void rm_contents(int fd, int depth, struct rm_tree *t) {
+  DIR *d = fdopendir(fd);
+  if (!d) {
+    close(fd);
+    return;
+  }
+  for (;;) {
+    int seen = 0, gone = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+      if (e->d_name[0] == '.' && (e->d_name[1] == 0 || (e->d_name[1] == '.' && e->d_name[2] == 0))) continue;
+      seen++;
+      gone += rm_entry(dirfd(d), e->d_name, e->d_type, depth, t);
+    }
+    if (!seen || !gone) break;
+    rewinddir(d);
+  }
+  closedir(d);
+}
+
+static int remove_tree_mode(void) {
+  if (!R.target.n) die("request rejected: remove-tree needs a target");
+  char *path = cstr(R.target);
+  char *slash = strrchr(path, '/');
+  if (path[0] != '/' || !slash[1] || strcmp(slash + 1, ".") == 0 || strcmp(slash + 1, "..") == 0 || strstr(path, "/../"))
+    die("request rejected: bad remove-tree target '%s'", path);
+  const char *leaf = slash + 1;
+  *slash = 0;
+  int parent = open(*path ? path : "/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (parent < 0) return errno == ENOENT ? 0 : 1;
+  struct stat st;
+  if (fstatat(parent, leaf, &st, AT_SYMLINK_NOFOLLOW) < 0) return errno == ENOENT ? 0 : 1;
+  if (!S_ISDIR(st.st_mode)) return unlinkat(parent, leaf, 0) == 0 ? 0 : 1;
+  struct rm_tree t = { -1, st.st_dev, 0 };
+  t.root = rm_open_dir(parent, leaf, st.st_dev);
+  if (t.root < 0) return 1;
+  int fd = dup(t.root);
+  if (fd < 0) return 1;
+  rm_contents(fd, 0, &t);
+  return unlinkat(parent, leaf, AT_REMOVEDIR) == 0 ? 0 : 1;
+}
+
 /* ---------- server mode: one launcher for many builds ---------- */
 /*
  * Forking the large, multi-threaded node process per build costs
@@ -1329,13 +1462,61 @@ __attribute__((noreturn)) static void serve_one(uint64_t id, unsigned char *buf,
   _exit(run_mode());
 }
 
+/* Removers running, by pid, with their frame's id: reaped and reported as
+ * "D <id> <status>" on fd 3. */
+struct remover { pid_t pid; uint64_t id; };
+static struct remover *removers;
+static size_t nremovers, capremovers;
+
+static void reap_children(void) {
+  int st;
+  pid_t p;
+  while ((p = waitpid(-1, &st, WNOHANG | __WALL)) > 0) {
+    for (size_t i = 0; i < nremovers; i++) {
+      if (removers[i].pid != p) continue;
+      char line[64];
+      int code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+      int n = snprintf(line, sizeof line, "D %llu %d\n", (unsigned long long)removers[i].id, code);
+      write_all(FD_REQUEST, line, (size_t)n);
+      removers[i] = removers[--nremovers];
+      break;
+    }
+  }
+}
+
+/* The mode of a request when its first record is MODE (protocol.ts always
+ * writes it first), without parsing (and dying on) the rest here. */
+static uint32_t peek_mode(const unsigned char *buf, size_t len) {
+  if (len < 24 || memcmp(buf, "DRVBOX01", 8) != 0 || rd32(buf + 8) != T_MODE || rd32(buf + 12) != 8) return 0;
+  return rd32(buf + 16);
+}
+
 static int server_mode(void) {
   pid_t self = getpid();
   if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0) return 1;
-  signal(SIGCHLD, SIG_IGN); /* monitors are reaped by the kernel */
+  /* Children are reaped here: SIGCHLD comes through a signalfd polled with
+   * the request channel (removers' ends are reported to drvbox). */
+  sigset_t chld;
+  sigemptyset(&chld);
+  sigaddset(&chld, SIGCHLD);
+  signal(SIGCHLD, SIG_DFL);
+  sigprocmask(SIG_BLOCK, &chld, NULL);
   int devnull = open("/dev/null", O_RDWR);
   if (devnull >= 0) dup2(devnull, FD_STATUS);
+  /* After fd 4 is taken: the signalfd must not land on it. */
+  int sfd = signalfd(-1, &chld, SFD_CLOEXEC | SFD_NONBLOCK);
+  if (sfd < 0) return 1;
   for (int first = 1;; first = 0) {
+    for (;;) {
+      struct pollfd pf[2] = { { FD_REQUEST, POLLIN, 0 }, { sfd, POLLIN, 0 } };
+      if (poll(pf, 2, -1) < 0) continue;
+      if (pf[1].revents) {
+        struct signalfd_siginfo si;
+        while (read(sfd, &si, sizeof si) > 0) {}
+        reap_children();
+      }
+      if (pf[0].revents) break;
+    }
     unsigned char hdr[12];
     if (read_full(FD_REQUEST, hdr, 12) < 0) return 0; /* drvbox closed: done */
     uint32_t len = rd32(hdr);
@@ -1351,8 +1532,36 @@ static int server_mode(void) {
       /* keep buf: srv_socket and srv_token point into it */
       continue;
     }
+    int remove = peek_mode(buf, len) == MODE_REMOVE_TREE;
+    if (remove && nremovers == capremovers) {
+      size_t cap = capremovers ? capremovers * 2 : 16;
+      struct remover *r = realloc(removers, cap * sizeof *r);
+      if (!r) return 1;
+      removers = r;
+      capremovers = cap;
+    }
     pid_t pid = fork();
-    if (pid == 0) serve_one(id, buf, len, self);
+    if (pid == 0) {
+      close(sfd);
+      sigprocmask(SIG_UNBLOCK, &chld, NULL);
+      if (!remove) serve_one(id, buf, len, self);
+      /* A remover outlives the zygote (no PDEATHSIG): a removal once begun
+       * is finished, it only deletes. Its failures are its exit status. It
+       * yields to the builders and to drvbox: garbage can wait. */
+      close(FD_REQUEST);
+      if (setpriority(PRIO_PROCESS, 0, 19) < 0) { /* removal goes on at the same priority */ }
+      memset(&R, 0, sizeof R);
+      parse_request(buf, len);
+      _exit(remove_tree_mode());
+    }
+    if (remove) {
+      if (pid > 0) removers[nremovers++] = (struct remover){ pid, id };
+      else {
+        char line[64];
+        int n = snprintf(line, sizeof line, "D %llu 126\n", (unsigned long long)id);
+        write_all(FD_REQUEST, line, (size_t)n);
+      }
+    }
     free(buf);
   }
 }
@@ -1370,6 +1579,7 @@ int main(int argc, char **argv) {
   case MODE_PROBE: return probe_mode();
   case MODE_ADD_PATH: return add_path_mode();
   case MODE_KILL_USER: return kill_user_mode();
+  case MODE_REMOVE_TREE: return remove_tree_mode();
   default: die("request rejected: unknown mode %u", R.mode);
   }
 }

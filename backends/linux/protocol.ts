@@ -19,7 +19,12 @@
 //   "<token> <id> C\n" (control: "P <monitor> <init>", then "R" at exec or
 //   "E ...", then "X ..."; drvbox may send "K" to kill) and "<token> <id> L\n"
 //   (the log). The zygote reports "F <id> <message>" on fd 3 when a monitor
-//   cannot connect.
+//   cannot connect. A frame whose request has MODE REMOVE_TREE (MODE is
+//   always the first record) and TARGET <path> makes the zygote fork a
+//   remover that deletes that tree (no symlink followed, no mount point
+//   entered, read-only and mode-0 dirs made searchable) while other builds
+//   start; when it has reaped it, the zygote reports "D <id> <status>" on
+//   fd 3 (0: the tree is gone; 1: something was left).
 // Result (fd 5, written by the monitor when the init has been reaped):
 //   "X <code> <signal> <utime-us> <stime-us> <maxrss-kib>"
 //   (code -1 when killed by a signal; EOF without X: the monitor was killed)
@@ -66,7 +71,7 @@ export const Tag = {
   REAPER: 34,
 } as const;
 
-export const Mode = { RUN: 1, PROBE: 2, ADD_PATH: 3, KILL_USER: 4 } as const;
+export const Mode = { RUN: 1, PROBE: 2, ADD_PATH: 3, KILL_USER: 4, REMOVE_TREE: 5 } as const;
 
 export const OpCode = {
   mkdir: 1,

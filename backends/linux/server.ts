@@ -31,6 +31,8 @@ export class LauncherServer {
   private readonly connecting = new Map<number, Spare>();
   /** Connected spares, ready for a request. */
   private readonly idle: Spare[] = [];
+  /** removeTree() calls waiting for their remover, by frame id. */
+  private readonly removals = new Map<number, (status: number | null) => void>();
   /** start() calls waiting for a spare. */
   private readonly waiters: { take: (s: Spare) => void; fail: (e: Error) => void }[] = [];
   private nextId = 1;
@@ -55,6 +57,13 @@ export class LauncherServer {
       while ((nl = buf.indexOf('\n')) >= 0) {
         const line = buf.slice(0, nl);
         buf = buf.slice(nl + 1);
+        const d = /^D (\d+) (\d+)$/.exec(line);
+        if (d) {
+          const done = this.removals.get(Number(d[1]));
+          this.removals.delete(Number(d[1]));
+          done?.(Number(d[2]));
+          continue;
+        }
         // A spare could not connect back: nothing else will work either.
         const m = /^F (\d+) (.*)$/.exec(line);
         if (m) this.die(new Error(m[2]));
@@ -75,6 +84,9 @@ export class LauncherServer {
     if (this.dead) return;
     this.dead = e;
     for (const w of this.waiters.splice(0)) w.fail(e);
+    const removals = [...this.removals.values()];
+    this.removals.clear();
+    for (const done of removals) done(null);
     for (const s of [...this.idle.splice(0), ...this.connecting.values()]) {
       s.control?.destroy();
       s.logSock?.destroy();
@@ -174,6 +186,29 @@ export class LauncherServer {
     }
   }
 
+  /**
+   * Removes the tree at `path` (absolute; a chroot dir renamed aside) in a
+   * process the server forks for it, so neither node's main thread nor the
+   * start of other builds waits for it. Resolves with the remover's exit
+   * status (0: gone; otherwise something was left, e.g. a mount point it
+   * refused to enter), or null when the server died first (then nothing
+   * says how far it got: the caller may remove what is left itself). Node
+   * stays alive until it resolves, so no removal is cut short at exit.
+   */
+  removeTree(path: string): Promise<number | null> {
+    if (this.dead) return Promise.resolve(null);
+    const request = encodeRequest({ mode: Mode.REMOVE_TREE, target: path }, `removing '${path}'`);
+    const id = this.nextId++;
+    this.hold();
+    return new Promise((resolve) => {
+      this.removals.set(id, (status) => {
+        this.release();
+        resolve(status);
+      });
+      this.frames.write(frame(id, request));
+    });
+  }
+
   /** Keeps node alive while builds are pending or running, not otherwise. */
   private hold(): void {
     if (this.active++ === 0) {
@@ -270,6 +305,11 @@ function frame(id: number, body: Buffer): Buffer {
 }
 
 let server: LauncherServer | null = null;
+
+/** The process-wide launcher server if one is running (none in one-shot mode, or after it died). */
+export function runningLauncherServer(): LauncherServer | null {
+  return server;
+}
 
 /** The process-wide launcher server, started on first use. */
 export function launcherServer(launcher: string): LauncherServer {
