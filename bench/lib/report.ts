@@ -169,6 +169,8 @@ const esc = (s: string): string => s.replace(/&/g, '&amp;').replace(/</g, '&lt;'
  */
 export function renderSvg(r: SuiteResult): string {
   const bars = r.rows.flatMap((row) => row.checks.filter((c) => c.unit === '×').map((c) => ({ row, c })));
+  // Rows sharing a number (the unsandboxed wide DAG and chain are both i3) are told apart by their id.
+  const shared = new Set(r.rows.map((row) => row.n).filter((n, i, all) => all.indexOf(n) !== i));
   const W = 900;
   const labelW = 360;
   const plotW = W - labelW - 70;
@@ -191,7 +193,7 @@ export function renderSvg(r: SuiteResult): string {
   }
   bars.forEach(({ row, c }, i) => {
     const y = top + i * (barH + gap);
-    o.push(`<text x="${labelW - 8}" y="${y + barH - 5}" text-anchor="end">${esc(`(${row.n}) ${c.label}`)}</text>`);
+    o.push(`<text x="${labelW - 8}" y="${y + barH - 5}" text-anchor="end">${esc(`(${row.n}${shared.has(row.n) ? ` ${row.id}` : ''}) ${c.label}`)}</text>`);
     if (c.value === null) {
       o.push(`<text x="${x(1) + 6}" y="${y + barH - 5}" fill="#999">peer missing</text>`);
       return;
