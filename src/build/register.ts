@@ -36,6 +36,7 @@ import { compareUtf8, sortedUtf8, type Derivation, type DerivationOutput } from 
 import { formatHash, hashEquals, type Hash, type HashAlgo } from '../format/hash.js';
 import { NAR_BYTES } from '../format/nar-writer.js';
 import { HashPartTable, IS_NIX32, RefScanner, scanWindows } from '../format/refscan.js';
+import { ModuloOffsets } from '../format/rewrite.js';
 import {
   BadStorePath,
   makeContentAddressedPath,
@@ -224,10 +225,7 @@ export class InPlaceRewriter {
 export class InPlaceModuloHasher {
   private readonly hash: NodeHash;
   private readonly rw: InPlaceRewriter;
-  private offsets = new Uint8Array(1024);
-  private offsetsLen = 0;
-  private last = 0;
-  private count = 0;
+  private readonly offsets = new ModuloOffsets();
   private readonly sink = (b: Uint8Array) => this.hash.update(b);
 
   constructor(
@@ -235,23 +233,7 @@ export class InPlaceModuloHasher {
     modulus: string,
   ) {
     this.hash = createHash(algo);
-    this.rw = new InPlaceRewriter(new Map([[modulus, '\0'.repeat(HASH_LEN)]]), (off) => this.record(off));
-  }
-
-  private record(off: number): void {
-    if (this.offsetsLen + 10 > this.offsets.length) {
-      const grown = new Uint8Array(this.offsets.length * 2);
-      grown.set(this.offsets);
-      this.offsets = grown;
-    }
-    let d = off - this.last;
-    this.last = off;
-    while (d >= 0x80) {
-      this.offsets[this.offsetsLen++] = (d % 0x80) | 0x80;
-      d = Math.floor(d / 0x80);
-    }
-    this.offsets[this.offsetsLen++] = d;
-    this.count++;
+    this.rw = new InPlaceRewriter(new Map([[modulus, '\0'.repeat(HASH_LEN)]]), (off) => this.offsets.record(off));
   }
 
   update(chunk: Uint8Array): void {
@@ -260,27 +242,8 @@ export class InPlaceModuloHasher {
 
   finish(): { hash: Hash; selfReferences: number } {
     this.rw.flush(this.sink);
-    let text = '';
-    let at = 0;
-    let off = 0;
-    for (let m = 0; m < this.count; m++) {
-      let d = 0;
-      let mul = 1;
-      for (;;) {
-        const b = this.offsets[at++]!;
-        d += (b & 0x7f) * mul;
-        if (b < 0x80) break;
-        mul *= 0x80;
-      }
-      off += d;
-      text += '|' + off;
-      if (text.length >= 1 << 16) {
-        this.hash.update(text, 'latin1');
-        text = '';
-      }
-    }
-    if (text !== '') this.hash.update(text, 'latin1');
-    return { hash: { algo: this.algo, digest: this.hash.digest() }, selfReferences: this.count };
+    this.offsets.hashSuffix(this.hash);
+    return { hash: { algo: this.algo, digest: this.hash.digest() }, selfReferences: this.offsets.count };
   }
 }
 

@@ -133,6 +133,59 @@ export function rewriteBytes(data: Uint8Array, rewrites: Map<string, string>): U
 }
 
 /**
+ * The offsets of the self-references a modulo hash saw, kept delta-encoded
+ * as LEB128 varints (matches are >= 32 bytes apart, so a few bytes each
+ * however large the output), and the `|<offset>` suffix Nix hashes after
+ * the data.
+ */
+export class ModuloOffsets {
+  private bytes = new Uint8Array(256);
+  private len = 0;
+  private last = 0;
+  count = 0;
+
+  record(offset: number): void {
+    if (this.len + 10 > this.bytes.length) {
+      const grown = new Uint8Array(this.bytes.length * 2);
+      grown.set(this.bytes);
+      this.bytes = grown;
+    }
+    let d = offset - this.last;
+    this.last = offset;
+    while (d >= 0x80) {
+      this.bytes[this.len++] = (d % 0x80) | 0x80;
+      d = Math.floor(d / 0x80);
+    }
+    this.bytes[this.len++] = d;
+    this.count++;
+  }
+
+  /** Feeds `|<offset>` for every recorded offset, in order, to `hash`. */
+  hashSuffix(hash: NodeHash): void {
+    let text = '';
+    let at = 0;
+    let offset = 0;
+    for (let m = 0; m < this.count; m++) {
+      let d = 0;
+      let mul = 1;
+      for (;;) {
+        const b = this.bytes[at++]!;
+        d += (b & 0x7f) * mul;
+        if (b < 0x80) break;
+        mul *= 0x80;
+      }
+      offset += d;
+      text += '|' + offset;
+      if (text.length >= 65536) {
+        hash.update(text, 'latin1');
+        text = '';
+      }
+    }
+    if (text.length > 0) hash.update(text, 'latin1');
+  }
+}
+
+/**
  * The hash of a content-addressed output "modulo" its own hash part, as Nix
  * computes it for CA floating outputs (HashModuloSink): every occurrence of
  * `modulus` is replaced by 32 NUL bytes, and after the data the decimal
@@ -142,35 +195,15 @@ export function rewriteBytes(data: Uint8Array, rewrites: Map<string, string>): U
 export class HashModuloSink {
   private readonly hash: NodeHash;
   private readonly rewriter: HashRewriter;
-  /** Match offsets, delta-encoded as LEB128 varints (matches are >= 32 bytes apart). */
-  private offsets = new Uint8Array(256);
-  private offsetsLen = 0;
-  private lastOffset = 0;
-  private count = 0;
+  private readonly offsets = new ModuloOffsets();
   readonly algo: HashAlgo;
 
   constructor(algo: HashAlgo, modulus: string) {
     this.algo = algo;
     this.hash = createHash(algo);
     this.rewriter = new HashRewriter(new Map([[modulus, '\0'.repeat(W)]]), {
-      onMatch: (offset) => this.record(offset),
+      onMatch: (offset) => this.offsets.record(offset),
     });
-  }
-
-  private record(offset: number): void {
-    if (this.offsetsLen + 8 > this.offsets.length) {
-      const grown = new Uint8Array(this.offsets.length * 2);
-      grown.set(this.offsets);
-      this.offsets = grown;
-    }
-    let d = offset - this.lastOffset;
-    this.lastOffset = offset;
-    while (d >= 0x80) {
-      this.offsets[this.offsetsLen++] = (d % 0x80) | 0x80;
-      d = Math.floor(d / 0x80);
-    }
-    this.offsets[this.offsetsLen++] = d;
-    this.count++;
   }
 
   update(chunk: Uint8Array): void {
@@ -183,26 +216,7 @@ export class HashModuloSink {
     const rest = this.rewriter.flush();
     if (rest.length > 0) this.hash.update(rest);
     const size = this.rewriter.offset;
-    let text = '';
-    let at = 0;
-    let offset = 0;
-    for (let m = 0; m < this.count; m++) {
-      let d = 0;
-      let mul = 1;
-      for (;;) {
-        const b = this.offsets[at++]!;
-        d += (b & 0x7f) * mul;
-        if (b < 0x80) break;
-        mul *= 0x80;
-      }
-      offset += d;
-      text += '|' + offset;
-      if (text.length >= 65536) {
-        this.hash.update(text, 'latin1');
-        text = '';
-      }
-    }
-    if (text.length > 0) this.hash.update(text, 'latin1');
-    return { hash: { algo: this.algo, digest: this.hash.digest() }, size, selfReferences: this.count };
+    this.offsets.hashSuffix(this.hash);
+    return { hash: { algo: this.algo, digest: this.hash.digest() }, size, selfReferences: this.offsets.count };
   }
 }

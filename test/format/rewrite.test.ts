@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import fc from 'fast-check';
-import { BadRewrite, HashModuloSink, HashRewriter, rewriteBytes } from '../../src/format/rewrite.js';
+import { BadRewrite, HashModuloSink, HashRewriter, ModuloOffsets, rewriteBytes } from '../../src/format/rewrite.js';
 import { BadHashPart } from '../../src/format/refscan.js';
 import { NIX32_ALPHABET, nix32Encode } from '../../src/format/nix32.js';
 import { makeFixedOutputPath } from '../../src/format/store-path.js';
@@ -243,5 +243,35 @@ describe('HashModuloSink (Nix 2.8 CA hashing modulo self-references)', () => {
     assert.equal(r.selfReferences, 50000);
     const ref = nixHashModulo(Array.from({ length: 50 }, () => block), A);
     assert.equal(Buffer.from(r.hash.digest).toString('hex'), ref.hash);
+  });
+});
+
+describe('ModuloOffsets', () => {
+  test('hashes |<offset> for every recorded offset, in order, whatever their size', () => {
+    fc.assert(
+      fc.property(fc.array(fc.integer({ min: 32, max: 2 ** 40 }), { maxLength: 200 }), (gaps) => {
+        const o = new ModuloOffsets();
+        let at = 0;
+        const offsets: number[] = [];
+        for (const g of gaps) {
+          at += g;
+          offsets.push(at);
+          o.record(at);
+        }
+        const h = createHash('sha256');
+        o.hashSuffix(h);
+        const want = createHash('sha256').update(offsets.map((x) => `|${x}`).join(''), 'latin1');
+        assert.equal(o.count, offsets.length);
+        assert.equal(h.digest('hex'), want.digest('hex'));
+      }),
+    );
+  });
+
+  test('a first offset of 0 and offsets past 4 GiB', () => {
+    const o = new ModuloOffsets();
+    for (const x of [0, 4294967296 + 7, 2 ** 50]) o.record(x);
+    const h = createHash('sha256');
+    o.hashSuffix(h);
+    assert.equal(h.digest('hex'), createHash('sha256').update('|0|4294967303|1125899906842624').digest('hex'));
   });
 });
