@@ -19,6 +19,8 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, 
 import { cpus, loadavg, release, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { summariseProfile } from './lib/profile.js';
+import { median } from './lib/stats.js';
 
 const SELF = fileURLToPath(import.meta.url);
 const REPO = join(SELF, '..', '..', '..');
@@ -151,65 +153,7 @@ function drvboxRun(base: string, scenario: string, tag: string, o: DrvboxOpts = 
   return { ms: b.ms, cpuMs };
 }
 
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-}
-
 const round = (x: number): number => Math.round(x * 10) / 10;
-
-interface ProfileNode {
-  id: number;
-  callFrame: { functionName: string; url: string };
-  children?: number[];
-}
-
-/** Where drvbox's own CPU goes during a sandboxed build, by area (self time attributed to the nearest drvbox frame). */
-function summariseProfile(file: string): Record<string, number> {
-  const p = JSON.parse(readFileSync(file, 'utf8')) as { nodes: ProfileNode[]; samples: number[]; timeDeltas: number[] };
-  const byId = new Map(p.nodes.map((n) => [n.id, n]));
-  const parent = new Map<number, number>();
-  for (const n of p.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
-  const buckets: Record<string, number> = {};
-  p.samples.forEach((id, k) => {
-    const dt = (p.timeDeltas[k] ?? 0) / 1000;
-    const self = byId.get(id)!.callFrame;
-    let bucket = 'node internals';
-    if (self.functionName === '(garbage collector)') bucket = 'garbage collector';
-    else if (self.functionName === '(idle)') bucket = 'idle (waiting: builders, launcher, disk)';
-    else if (self.functionName === '(program)') bucket = '(program: native, outside JS)';
-    else {
-      for (let x: number | undefined = id; x !== undefined; x = parent.get(x)) {
-        const f = byId.get(x)!.callFrame;
-        if (/compileSourceTextModule|compileForInternalLoader|wrapSafe|Module\._compile/.test(f.functionName)) {
-          bucket = 'module loading';
-          break;
-        }
-        const m = /\/dist\/((?:src|backends)\/[a-z-]+\/[a-z-]+)\.js/.exec(f.url);
-        if (m) {
-          bucket = `drvbox ${m[1]}`;
-          break;
-        }
-        if (f.url.includes('better-sqlite3')) {
-          bucket = 'better-sqlite3';
-          break;
-        }
-        if (f.url.includes('koffi')) {
-          bucket = 'koffi';
-          break;
-        }
-      }
-    }
-    buckets[bucket] = (buckets[bucket] ?? 0) + dt;
-  });
-  return Object.fromEntries(
-    Object.entries(buckets)
-      .sort((a, b) => b[1] - a[1])
-      .slice(0, 16)
-      .map(([k, v]) => [k, round(v)]),
-  );
-}
 
 function main(): void {
   if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run 'npm run build'`);
@@ -265,7 +209,7 @@ function main(): void {
         nixPerDerivationJ1: round(serialNix / (WIDE + 1)),
         nodeStartupMs: nodeBare,
       };
-      if (prof) report.drvboxCpuProfileMs = summariseProfile(join(profileDir, prof));
+      if (prof) report.drvboxCpuProfileMs = summariseProfile(join(profileDir, prof), { byFile: true, top: 16 });
     }
     const text = JSON.stringify(report, null, 2);
     console.log(text);

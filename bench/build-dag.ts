@@ -11,10 +11,12 @@
 //
 //   node dist/bench/build-dag.js [--runs 5] [--jobs 2] [--wide 100] [--chain 30] [--profile] [--json FILE]
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, release, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { summariseProfileDir } from './lib/profile.js';
+import { median } from './lib/stats.js';
 
 const SELF = fileURLToPath(import.meta.url);
 const REPO = join(SELF, '..', '..', '..');
@@ -109,56 +111,6 @@ function drvboxRun(root: string, scenario: string, i: number, profileDir: string
   return [build, noop];
 }
 
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-}
-
-interface ProfileNode {
-  id: number;
-  callFrame: { functionName: string; url: string };
-  children?: number[];
-}
-
-/** Where the no-op's CPU time goes: module compilation, SQLite, drvbox code by area, the rest. */
-function summariseProfile(file: string): Record<string, number> {
-  const p = JSON.parse(readFileSync(file, 'utf8')) as { nodes: ProfileNode[]; samples: number[]; timeDeltas: number[] };
-  const byId = new Map(p.nodes.map((n) => [n.id, n]));
-  const parent = new Map<number, number>();
-  for (const n of p.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
-  const buckets: Record<string, number> = {};
-  p.samples.forEach((id, k) => {
-    const dt = (p.timeDeltas[k] ?? 0) / 1000;
-    let bucket = 'node internals';
-    for (let x: number | undefined = id; x !== undefined; x = parent.get(x)) {
-      const f = byId.get(x)!.callFrame;
-      if (/compileSourceTextModule|compileForInternalLoader|wrapSafe|Module\._compile|defaultResolve|resolve$/.test(f.functionName)) {
-        bucket = 'module loading';
-        break;
-      }
-      const m = /\/dist\/(src\/[a-z-]+|backends\/[a-z]+)\//.exec(f.url);
-      if (m) {
-        bucket = `drvbox ${m[1]}`;
-        break;
-      }
-      if (f.url.includes('better-sqlite3')) {
-        bucket = 'better-sqlite3';
-        break;
-      }
-      if (f.url.includes('/cac/')) {
-        bucket = 'cac (argument parsing)';
-        break;
-      }
-    }
-    const self = byId.get(id)!.callFrame.functionName;
-    if (self === '(garbage collector)') bucket = 'garbage collector';
-    if (self === '(idle)') bucket = 'idle (waiting for I/O)';
-    buckets[bucket] = (buckets[bucket] ?? 0) + dt;
-  });
-  return Object.fromEntries(Object.entries(buckets).sort((a, b) => b[1] - a[1]).map(([k, v]) => [k, Math.round(v * 10) / 10]));
-}
-
 function main(): void {
   if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run 'npm run build'`);
   const root = mkdtempSync(join(tmpdir(), 'drvbox-bench-dag-'));
@@ -188,7 +140,7 @@ function main(): void {
         ratio: round(median(results.wide!.drvboxNoop) / median(results.wide!.nixNoop)),
         nodeStartupMs: round(nodeBare),
         ...(profileDir && existsSync(profileDir)
-          ? { cpuProfileMs: summariseProfile(join(profileDir, readdirSync(profileDir).find((f) => f.endsWith('.cpuprofile'))!)) }
+          ? { cpuProfileMs: summariseProfileDir(profileDir) }
           : {}),
       },
     };

@@ -17,7 +17,15 @@ export function summariseProfileDir(dir: string): Record<string, number> {
   return summariseProfile(join(dir, f));
 }
 
-export function summariseProfile(file: string): Record<string, number> {
+export interface SummaryOptions {
+  /** Bucket drvbox's code by file (`src/build/goal`) instead of by dir (`src/build`). */
+  byFile?: boolean;
+  /** Keep only the largest buckets. */
+  top?: number;
+}
+
+export function summariseProfile(file: string, o: SummaryOptions = {}): Record<string, number> {
+  const area = o.byFile ? /\/dist\/((?:src|backends)\/[a-z-]+\/[a-z-]+)\.js/ : /\/dist\/(src\/[a-z-]+|backends\/[a-z]+)\//;
   const p = JSON.parse(readFileSync(file, 'utf8')) as { nodes: ProfileNode[]; samples: number[]; timeDeltas: number[] };
   const byId = new Map(p.nodes.map((n) => [n.id, n]));
   const parent = new Map<number, number>();
@@ -37,13 +45,17 @@ export function summariseProfile(file: string): Record<string, number> {
           bucket = 'module loading';
           break;
         }
-        const m = /\/dist\/(src\/[a-z-]+|backends\/[a-z]+)\//.exec(f.url);
+        const m = area.exec(f.url);
         if (m) {
           bucket = `drvbox ${m[1]}`;
           break;
         }
         if (f.url.includes('better-sqlite3')) {
           bucket = 'better-sqlite3';
+          break;
+        }
+        if (f.url.includes('koffi')) {
+          bucket = 'koffi';
           break;
         }
         if (f.url.includes('/cac/')) {
@@ -57,6 +69,7 @@ export function summariseProfile(file: string): Record<string, number> {
   return Object.fromEntries(
     Object.entries(buckets)
       .sort((a, b) => b[1] - a[1])
+      .slice(0, o.top ?? Infinity)
       .map(([k, v]) => [k, Math.round(v * 10) / 10]),
   );
 }
