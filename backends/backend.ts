@@ -170,7 +170,11 @@ export interface Backend {
   addPath(running: RunningBuild, spec: SandboxSpec, storePath: string): Promise<void>;
   /** Where a scratch output ended up on the host after the build. */
   realPathOfScratchOutput(spec: SandboxSpec, scratchPath: string): string;
-  /** Remove what start() created (chroot dir, profile files). Idempotent. */
+  /**
+   * Remove what start() created (chroot dir, profile files). Idempotent.
+   * The names are freed before the first await (the same derivation may be
+   * started again at once); the promise settles when the removal is done.
+   */
   cleanup(spec: SandboxSpec): Promise<void>;
 }
 

@@ -105,6 +105,6 @@ export const linuxBackend: Backend = {
     return scratchOnHost(asLinux(spec), scratchPath);
   },
   async cleanup(spec: SandboxSpec): Promise<void> {
-    discardChroot(asLinux(spec).chrootDir);
+    await discardChroot(asLinux(spec).chrootDir);
   },
 };

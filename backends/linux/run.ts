@@ -123,7 +123,7 @@ export async function prepareChroot(spec: LinuxSandboxSpec): Promise<void> {
 
 let discarded = 0;
 /** Chroot dirs renamed aside, removed one per turn of the event loop. */
-const asides: string[] = [];
+const asides: { dir: string; done: () => void }[] = [];
 
 /** Removes a chroot dir the usual way: its entries are empty mount points and directories. */
 function removeAside(dir: string): void {
@@ -144,8 +144,11 @@ function removeAside(dir: string): void {
 }
 
 function removeAsides(): void {
-  const dir = asides.shift();
-  if (dir !== undefined) removeAside(dir);
+  const next = asides.shift();
+  if (next !== undefined) {
+    removeAside(next.dir);
+    next.done();
+  }
   if (asides.length > 0) setImmediate(removeAsides);
 }
 
@@ -160,29 +163,32 @@ function removeAsides(): void {
  * the CPU of the unlinks themselves and, issued all at once, filled libuv's
  * pool so the next build's mkdir waited. Either way node keeps running
  * until every aside is gone.
+ *
+ * The rename happens before this returns; the promise settles once the
+ * aside is removed (or left to the next collection), so a caller that
+ * removes the directory around it afterwards does not race the remover.
  */
-export function discardChroot(dir: string): void {
+export function discardChroot(dir: string): Promise<void> {
   const aside = `${dir}.old-${process.pid}-${++discarded}`;
   try {
     renameSync(dir, aside);
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code !== 'ENOENT') removeTreeForce(dir);
-    return;
+    return Promise.resolve();
   }
   const server = process.env.DRVBOX_LAUNCHER_ONESHOT === '1' ? null : runningLauncherServer();
   if (server) {
     // A non-zero status left something the remover refused (a mount point):
     // garbage to the next collection, never chased here across a mount.
-    void server.removeTree(aside).then((status) => {
-      if (status === null) removeInNode(aside);
-    });
-    return;
+    return server.removeTree(aside).then((status) => (status === null ? removeInNode(aside) : undefined));
   }
-  removeInNode(aside);
+  return removeInNode(aside);
 }
 
-function removeInNode(aside: string): void {
-  if (asides.push(aside) === 1) setImmediate(removeAsides);
+function removeInNode(aside: string): Promise<void> {
+  return new Promise((resolve) => {
+    if (asides.push({ dir: aside, done: resolve }) === 1) setImmediate(removeAsides);
+  });
 }
 
 /** Where a logical path under the store dir is written on the host. */

@@ -398,9 +398,15 @@ function validOutputs(store: LocalStore, drvPath: string): Map<string, string> {
 
 const pendingRemovals = new Set<Promise<void>>();
 
-/** Waits for the build dirs still being removed in the background (call before exiting). */
+/** Waits for the build dirs and sandboxes still being removed in the background (call before exiting). */
 export async function flushBackgroundWork(): Promise<void> {
   while (pendingRemovals.size > 0) await Promise.all([...pendingRemovals]);
+}
+
+/** Tracks a removal that must not fail (errors already reported) until flushBackgroundWork. */
+function inBackground(removal: Promise<void>): void {
+  pendingRemovals.add(removal);
+  void removal.finally(() => pendingRemovals.delete(removal));
 }
 
 interface LentBuildUser extends BuildUserLock {
@@ -918,11 +924,13 @@ export async function runGoal(g: GoalInput): Promise<GoalResult> {
       }
     }
     if (backend && spec) {
-      try {
-        await backend.cleanup(spec);
-      } catch (e) {
-        report.message(`warning: cleaning up the sandbox of '${drvPath}': ${(e as Error).message}`);
-      }
+      // The names are freed at once; the removal itself runs in the background.
+      const sandboxPath = drvPath;
+      inBackground(
+        backend.cleanup(spec).catch((e: unknown) =>
+          report.message(`warning: cleaning up the sandbox of '${sandboxPath}': ${(e as Error).message}`),
+        ),
+      );
     }
     const lent = buildUser as LentBuildUser | null;
     if (lent) {
@@ -960,11 +968,11 @@ export async function runGoal(g: GoalInput): Promise<GoalResult> {
         } else {
           // Off the critical path: dependents need not wait for the disk.
           const dir = buildDir;
-          const removal = removeBuildDirAsync(dir).catch((e: unknown) =>
-            report.message(`warning: removing build directory '${dir}': ${(e as Error).message}`),
+          inBackground(
+            removeBuildDirAsync(dir).catch((e: unknown) =>
+              report.message(`warning: removing build directory '${dir}': ${(e as Error).message}`),
+            ),
           );
-          pendingRemovals.add(removal);
-          void removal.finally(() => pendingRemovals.delete(removal));
         }
       } catch (e) {
         report.message(`warning: removing build directory '${buildDir}': ${(e as Error).message}`);

@@ -58,6 +58,12 @@ export interface SchedulerOptions {
   recursive?: RecursiveBuildHook | null;
   /** Build slots to share instead of a fresh max-jobs semaphore (inner builds of one recursive build). */
   slots?: Slots;
+  /**
+   * Return before the build dirs and sandboxes are removed (they are removed
+   * in the background all the same). For long-lived callers such as the
+   * daemon, whose replies need not wait for the disk; the CLI waits.
+   */
+  leaveBackgroundWork?: boolean;
 }
 
 export type TargetStatus = 'built' | 'valid' | 'failed' | 'cancelled';
@@ -469,7 +475,7 @@ async function runDag(todo: Node[], goals: Map<string, GoalResult>, failures: Fa
   if (unsettled === 0 && running === 0) finish();
   try {
     await allDone;
-    await goalMod.flushBackgroundWork();
+    if (!opts.leaveBackgroundWork) await goalMod.flushBackgroundWork();
   } finally {
     opts.signal?.removeEventListener('abort', onUserAbort);
   }

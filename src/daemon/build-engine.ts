@@ -185,6 +185,7 @@ export function makeEngineBuild(o: EngineBuildOptions): DaemonBuildFn {
       keepGoing,
       reporter,
       signal: ctx.signal,
+      leaveBackgroundWork: true,
     }).finally(() => reporter.close());
     return summary.targets.map((t, i) => toResult(ctx.store, targets[i]!, t, summary.goals.get(t.target.drvPath)));
   };

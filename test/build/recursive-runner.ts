@@ -148,6 +148,20 @@ class Quiet implements Reporter {
 }
 
 const fdCount = () => readdirSync('/proc/self/fd').length;
+
+/**
+ * The fd count once it is back to `before`, or what it is after 2 s: a
+ * socket destroyed on this turn (the probe connection, a handler's last
+ * one) closes its fd a turn or two later; a leak stays.
+ */
+async function fdCountSettled(before: number): Promise<number> {
+  const until = Date.now() + 2000;
+  for (;;) {
+    const n = fdCount();
+    if (n === before || Date.now() > until) return n;
+    await new Promise((res) => setTimeout(res, 20));
+  }
+}
 /** The JS heap after a full collection (node --expose-gc), else as it is. */
 const heapUsed = () => {
   (globalThis as { gc?: () => void }).gc?.();
@@ -261,7 +275,7 @@ console.log('inner builds: ' + ms + ' ms');
     referencesAreOutputs: refs.length === lines.length && lines.every((l) => refs.includes(l)),
     session: sessionReport(run.sessions.at(-1)),
     fdsBefore,
-    fdsAfter: fdCount(),
+    fdsAfter: await fdCountSettled(fdsBefore),
     rssBeforeMiB: mib(rssBefore),
     peakRssMiB: mib(peakRss),
     rssAfterMiB: mib(process.memoryUsage().rss),
@@ -303,7 +317,7 @@ console.log('concurrent: ' + (Date.now() - t0) + ' ms');
     allValid: results.every((x) => x.out !== null && run.store.isValidPath(x.out)),
     session: sessionReport(run.sessions.at(-1)),
     fdsBefore,
-    fdsAfter: fdCount(),
+    fdsAfter: await fdCountSettled(fdsBefore),
     connectionErrors: run.connectionErrors.slice(0, 5),
   };
 }
@@ -390,7 +404,7 @@ console.log('NOT REACHED');
     session: sessionReport(s),
     connectRefused,
     fdsBefore,
-    fdsAfter: fdCount(),
+    fdsAfter: await fdCountSettled(fdsBefore),
     connectionErrors: run.connectionErrors.slice(0, 5),
     buildDirLeft: readdirSync(run.buildDir),
   };
@@ -432,7 +446,7 @@ writeFileSync(process.env.out, JSON.stringify(res));
   const r = await build(run, drv);
   const res = r.out ? JSON.parse(readFileSync(run.store.toRealPath(r.out), 'utf8')) : null;
   await new Promise((res) => setTimeout(res, 100));
-  return { ...r, outside, input, res, session: sessionReport(run.sessions.at(-1)), fdsBefore, fdsAfter: fdCount(), connectionErrors: run.connectionErrors.slice(0, 5) };
+  return { ...r, outside, input, res, session: sessionReport(run.sessions.at(-1)), fdsBefore, fdsAfter: await fdCountSettled(fdsBefore), connectionErrors: run.connectionErrors.slice(0, 5) };
 }
 
 /**
@@ -576,7 +590,7 @@ console.log('NOT REACHED ' + r.status);
     session: sessionReport(run.sessions[0]),
     sessions: run.sessions.length,
     fdsBefore,
-    fdsAfter: fdCount(),
+    fdsAfter: await fdCountSettled(fdsBefore),
     connectionErrors: run.connectionErrors.slice(0, 5),
     buildDirLeft: readdirSync(run.buildDir),
   };
