@@ -91,6 +91,11 @@ export interface BuildRequest {
   buildUser: BuildUser | null;
   /** Host path of the recursive-build daemon socket, when there is one. */
   daemonSocketHost: string | null;
+  /**
+   * Planned for startHeld(): the sandbox is set up before the inputs are all
+   * built, and store paths are added to or removed from it until release().
+   */
+  held?: boolean;
 }
 
 /** File-system facts plan() may ask for. Injected so plan() stays testable. */
@@ -130,6 +135,26 @@ export interface RunningBuild {
   usage(): ResourceUsage | null;
 }
 
+/**
+ * A sandbox set up ahead of time (Backend.startHeld): everything is in place
+ * but the builder, which starts on release(). Meanwhile the inputs that were
+ * still being built are added, and paths planned on speculation that turned
+ * out not to be in the input closure are removed, so that at release the
+ * builder sees exactly the closure, as with start().
+ */
+export interface HeldBuild {
+  /** Store paths (logical) visible inside: the plan's inputs, then what was added or removed. */
+  readonly visible: ReadonlySet<string>;
+  /** Makes valid store paths visible, bound read-only like the plan's inputs. */
+  addPaths(storePaths: readonly string[]): Promise<void>;
+  /** Hides paths the plan made visible; nothing of them is left inside, not even the mount point. */
+  removePaths(storePaths: readonly string[]): Promise<void>;
+  /** Starts the builder; resolves or throws as start() would. Once. */
+  release(): Promise<RunningBuild>;
+  /** Tears the sandbox down without starting the builder; resolves when nothing of it runs. Idempotent. */
+  abandon(): Promise<void>;
+}
+
 export interface BackendCapabilities {
   /** Outputs are built at scratch paths and rewritten afterwards. */
   needsHashRewrite: boolean;
@@ -166,6 +191,8 @@ export interface Backend {
   /** Human-readable plan: mount table and seccomp rules, or the .sb text. */
   explain(spec: SandboxSpec): string;
   start(spec: SandboxSpec): Promise<RunningBuild>;
+  /** Optional: start() in two steps for a spec planned with `held` (see HeldBuild). */
+  startHeld?(spec: SandboxSpec): Promise<HeldBuild>;
   /** Make a store path visible inside a running build (recursive builds). */
   addPath(running: RunningBuild, spec: SandboxSpec, storePath: string): Promise<void>;
   /** Where a scratch output ended up on the host after the build. */
