@@ -21,6 +21,7 @@ import type {
   BackendChoice,
   BackendForInput,
   BuildRequest,
+  HeldBuild,
   ResourceUsage,
   RunningBuild,
   SandboxPathMapping,
@@ -42,6 +43,7 @@ import {
   BuilderFailed,
   BuildInterrupted,
   BuildTimedOut,
+  DependencyFailed,
   HomeDirExists,
   MissingInputPath,
   PlatformMismatch,
@@ -208,6 +210,26 @@ export interface GoalInput {
   callerEnv?: Record<string, string>;
   /** The purity check's path (tests); default /homeless-shelter. */
   homelessShelter?: string;
+  /** Started before its inputs are all built (see GoalPrestart). */
+  prestart?: GoalPrestart;
+}
+
+/**
+ * A goal started while some of its inputs are still being built, so that
+ * what does not depend on them (locks, log, build dir, output plan, and
+ * with a backend that can hold one, the whole sandbox) is ready when they
+ * are. It takes no build slot until `inputsReady` resolves; a rejection
+ * (a dependency failed, the run was cancelled) ends it without building.
+ */
+export interface GoalPrestart {
+  inputsReady: Promise<void>;
+  /**
+   * Valid store paths the missing inputs may refer to (the input closures
+   * of the derivations still building them): bound into a held sandbox
+   * ahead of time; those that turn out not to be in the closure are
+   * removed before the builder starts.
+   */
+  speculativeInputs: readonly string[];
 }
 
 const SIGNAL_TEXT: Record<string, string> = {
@@ -316,6 +338,38 @@ export function makeBuildRequest(p: {
     buildUser: null,
     daemonSocketHost: null,
   };
+}
+
+/** The input paths that are known and valid so far (a prestarted goal's inputs may still be building). */
+function validInputRoots(store: LocalStore, drv: Derivation): string[] {
+  const roots = [...drv.inputSrcs].filter((p) => store.isValidPath(p));
+  for (const [input, outs] of drv.inputDrvs) {
+    const map = store.queryPartialDerivationOutputMap(input);
+    for (const o of outs) {
+      const p = map.get(o);
+      if (p && store.isValidPath(p)) roots.push(p);
+    }
+  }
+  return roots;
+}
+
+/** Resolves with `p`, or throws the goal's interruption when the run is cancelled first. */
+function unlessAborted<T>(p: Promise<T>, signal: AbortSignal, drvPath: string): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(new Failure('interrupted', new BuildInterrupted(`build of '${drvPath}' was interrupted`, { drvPath })));
+    if (signal.aborted) return onAbort();
+    signal.addEventListener('abort', onAbort, { once: true });
+    p.then(
+      (v) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(v);
+      },
+      (e: unknown) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(e);
+      },
+    );
+  });
 }
 
 /** The paths a build reads: input sources and the wanted outputs of input derivations. */
@@ -504,22 +558,29 @@ export async function runGoal(g: GoalInput): Promise<GoalResult> {
   let adoptPending: (() => Promise<void>) | null = null;
   let buildUser: LentBuildUser | null = null;
   let recursiveStop: (() => Promise<void>) | null = null;
+  const prestart = g.prestart ?? null;
+  /** A sandbox set up ahead of the inputs, until its builder is released. */
+  let held: HeldBuild | null = null;
   try {
     throwIfAborted(signal, drvPath);
-    await g.slots.acquire(signal);
-    slotHeld = true;
+    if (!prestart) {
+      await g.slots.acquire(signal);
+      slotHeld = true;
+    }
 
     // Lock the outputs; a derivation whose output paths are unknown is locked by its .drv.
     const known = store.queryPartialDerivationOutputMap(drvPath);
     const lockTargets = [...known.values()].some((p) => p === null) ? [drvPath] : ([...known.values()] as string[]);
     locks = await store.lockPaths(lockTargets, { wait: false });
     if (!locks) {
-      g.slots.release();
+      if (slotHeld) g.slots.release();
       slotHeld = false;
       report.message(`waiting for lock on ${lockTargets.map((p) => `'${p}'`).join(', ')}`);
       locks = (await store.lockPaths(lockTargets, { signal }))!;
-      await g.slots.acquire(signal);
-      slotHeld = true;
+      if (!prestart) {
+        await g.slots.acquire(signal);
+        slotHeld = true;
+      }
     }
     throwIfAborted(signal, drvPath);
 
@@ -620,15 +681,42 @@ export async function runGoal(g: GoalInput): Promise<GoalResult> {
     // Leftovers of an interrupted build (invalid paths) are in the builder's way.
     for (const p of parts.scratchPathsToClear(plan, isValid)) deletePath(real(p));
 
+    // A prestarted goal waits for its inputs here, unless its sandbox can be
+    // set up without them (held) and they are added before the builder starts.
+    // (Not when the build dir gets files describing the closure: exportReferencesGraph, structured attrs.)
+    const holdable =
+      prestart !== null &&
+      !builtin &&
+      !wantsDaemon &&
+      backend!.startHeld !== undefined &&
+      !drv.env.has('__json') &&
+      !drv.env.has('exportReferencesGraph') &&
+      (settings.preBuildHook === '' || !backend!.caps.sandboxed);
+    const awaitInputs = async (): Promise<void> => {
+      try {
+        await unlessAborted(prestart!.inputsReady, signal, drvPath);
+      } catch (e) {
+        fail(e instanceof DependencyFailed ? 'dependency' : 'interrupted', e);
+      }
+      await g.slots.acquire(signal);
+      slotHeld = true;
+      result.startTime = Date.now();
+    };
+    if (prestart && !holdable) await awaitInputs();
+    let holding = holdable;
+
     // Keep inputs and outputs from a concurrent garbage collector.
-    const roots = inputRoots(store, drvPath, drv);
+    const roots = holdable ? validInputRoots(store, drv) : inputRoots(store, drvPath, drv);
     const rooted = [drvPath, ...roots];
     for (const o of plan.outputs.values()) {
       rooted.push(o.scratchPath);
       if (o.finalPath) rooted.push(o.finalPath);
     }
+    // Held: the inputs the builders still running may refer to, bound now; removed at release if not needed.
+    const speculative = holdable ? prestart!.speculativeInputs.filter((p) => !roots.includes(p) && isValid(p)) : [];
+    rooted.push(...speculative);
     await Promise.all(rooted.map((p) => store.addTempRoot(p)));
-    const inputClosure = store.computeClosure(roots);
+    let inputClosure = store.computeClosure([...roots, ...speculative]);
 
     log = await logOpening;
     const addedPaths = new Set<string>();
@@ -736,6 +824,7 @@ export async function runGoal(g: GoalInput): Promise<GoalResult> {
         }),
         daemonSocketHost,
         buildUser: buildUser?.user ?? null,
+        ...(holding ? { held: true } : {}),
       });
       try {
         spec = be.plan(request([]), choice!.planHost);
@@ -751,11 +840,38 @@ export async function runGoal(g: GoalInput): Promise<GoalResult> {
           });
           if (extra.length > 0) spec = be.plan(request(extra), choice!.planHost);
         }
+        if (holding) {
+          try {
+            held = await be.startHeld!(spec);
+          } catch {
+            // Set up again the ordinary way below, where a real problem shows.
+          }
+          await awaitInputs();
+          inputClosure = store.computeClosure(inputRoots(store, drvPath, drv));
+          const h = held as HeldBuild | null;
+          if (h) {
+            // Now exactly the input closure, as a sandbox started now would have.
+            const closure = inputClosure;
+            const extra = speculative.filter((p) => !closure.has(p) && h.visible.has(p));
+            if (extra.length > 0) await h.removePaths(extra);
+            const missing = [...closure].filter((p) => !h.visible.has(p)).sort();
+            if (missing.length > 0) await h.addPaths(missing);
+          } else {
+            holding = false;
+            spec = be.plan(request([]), choice!.planHost);
+          }
+        }
         result.logPath = logPath;
       report.started(drvPath, { name: drv.name, logPath, log });
-        running = await be.start(spec);
+        if (held) {
+          const h = held;
+          held = null;
+          running = await h.release();
+        } else {
+          running = await be.start(spec);
+        }
       } catch (e) {
-        fail(preBuildFailureKind(e), e);
+        fail(e instanceof Failure ? e.kind : preBuildFailureKind(e), e);
       }
       const run = running;
       const runSpec = spec;
@@ -898,6 +1014,14 @@ export async function runGoal(g: GoalInput): Promise<GoalResult> {
     result.stopTime = Date.now();
     // Teardown: every step runs whatever happened before it.
     if (adoptPending) await adoptPending();
+    const unreleased = held as HeldBuild | null;
+    if (unreleased) {
+      try {
+        await unreleased.abandon();
+      } catch (e) {
+        report.message(`warning: tearing down the sandbox of '${drvPath}': ${(e as Error).message}`);
+      }
+    }
     const r = running as RunningBuild | null;
     if (r && !exited) {
       try {

@@ -22,7 +22,7 @@ import { isBuiltin, type Derivation } from '../format/derivation.js';
 import type { LocalStore } from '../store/local-store.js';
 import { DrvAttrs } from './drv-attrs.js';
 import { BuildInterrupted, DependencyFailed, MissingInputPath, NoBuildSlots } from './errors-run.js';
-import type { EngineParts, FailureKind, GoalResult, RecursiveBuildHook, RunningGoal, RunSettings, Slots } from './goal.js';
+import type { EngineParts, FailureKind, GoalPrestart, GoalResult, RecursiveBuildHook, RunningGoal, RunSettings, Slots } from './goal.js';
 import type { BuildLog } from './logs.js';
 import type { BuildMode } from './output-plan.js';
 import type { BuildTarget } from './targets.js';
@@ -105,6 +105,8 @@ interface Node {
   cancelledDeps: number;
   state: NodeState;
   result?: GoalResult;
+  /** Started ahead of its inputs (runDag's prestart) and not yet told to go. */
+  prestart?: { go: () => void; stop: (e: Error) => void };
 }
 
 /** A counting semaphore whose waiters can be aborted. */
@@ -325,6 +327,41 @@ async function runDag(todo: Node[], goals: Map<string, GoalResult>, failures: Fa
   if (opts.signal?.aborted) onUserAbort();
   opts.signal?.addEventListener('abort', onUserAbort, { once: true });
   let running = 0;
+  // Prestart: while a derivation builds, its dependent whose other inputs
+  // are all there prepares (and holds its sandbox) so it starts the moment
+  // the input is registered. Only with a build slot to spare, which is what
+  // a chain leaves idle; never for inner builds of a recursive build.
+  const resolveMod = await import('./resolve.js');
+  const prestartOn = !opts.slots && settings.maxJobs > 1 && process.env.DRVBOX_PRESTART !== '0';
+  const canPrestart = (d: Node): boolean =>
+    prestartOn &&
+    d.state === 'waiting' &&
+    d.pending > 0 &&
+    d.failedDeps === 0 &&
+    d.cancelledDeps === 0 &&
+    !cancel.signal.aborted &&
+    d.mode === 'normal' &&
+    !isBuiltin(d.drv) &&
+    !requiresRecursiveNix(d.drv) &&
+    !resolveMod.needsResolution(d.drv) &&
+    running < settings.maxJobs &&
+    [...d.deps].every((x) => x.state !== 'waiting' && !x.prestart);
+  /** Store paths the outputs of `d`'s running inputs may refer to: their own input closures. */
+  const speculativeInputs = (d: Node): string[] => {
+    const paths = new Set<string>();
+    for (const x of d.deps) {
+      if (x.state !== 'running') continue;
+      try {
+        for (const p of store.computeClosure(goalMod.inputRoots(store, x.drvPath, x.drv))) paths.add(p);
+      } catch {
+        // (a resolved derivation's inputs): nothing ahead of time
+      }
+    }
+    return [...paths].sort();
+  };
+  const prestartDependents = (node: Node) => {
+    for (const d of node.dependents) if (canPrestart(d)) prestartNode(d);
+  };
   let finish!: () => void;
   const allDone = new Promise<void>((r) => (finish = r));
   let unsettled = todo.length;
@@ -337,6 +374,25 @@ async function runDag(todo: Node[], goals: Map<string, GoalResult>, failures: Fa
     }
     unsettled--;
     for (const d of node.dependents) {
+      if (d.prestart) {
+        d.pending--;
+        if (state === 'failed') d.failedDeps++;
+        else if (state === 'cancelled') d.cancelledDeps++;
+        const p = d.prestart;
+        if (d.failedDeps > 0 && (d.pending === 0 || !opts.keepGoing)) {
+          const n = d.failedDeps;
+          d.prestart = undefined;
+          p.stop(new DependencyFailed(`${n} dependencies of derivation '${d.drvPath}' failed to build`, { drvPath: d.drvPath, failed: n }));
+        } else if (d.pending === 0) {
+          d.prestart = undefined;
+          if (d.cancelledDeps > 0 || cancel.signal.aborted) p.stop(new BuildInterrupted(`build of '${d.drvPath}' was cancelled`, {}));
+          else {
+            p.go();
+            prestartDependents(d);
+          }
+        }
+        continue;
+      }
       if (d.state !== 'waiting') continue;
       d.pending--;
       if (state === 'failed') d.failedDeps++;
@@ -354,8 +410,8 @@ async function runDag(todo: Node[], goals: Map<string, GoalResult>, failures: Fa
     if (unsettled === 0 && running === 0) finish();
   };
 
-  const failDependent = (d: Node) => {
-    if (d.state !== 'waiting') return;
+  const failDependent = (d: Node, prestarted = false) => {
+    if (d.state !== 'waiting' && !prestarted) return;
     const n = Math.max(1, d.failedDeps);
     const err = new DependencyFailed(`${n} dependencies of derivation '${d.drvPath}' failed to build`, { drvPath: d.drvPath, failed: n });
     const now = Date.now();
@@ -376,13 +432,20 @@ async function runDag(todo: Node[], goals: Map<string, GoalResult>, failures: Fa
     settle(d, 'failed', result);
   };
 
-  const start = (node: Node) => {
+  const start = (node: Node, prestart?: GoalPrestart) => {
     node.state = 'running';
     running++;
-    void runNode(node).then(
+    void runNode(node, prestart).then(
       (result) => {
         running--;
-        const cancelled = result.status === 'failed' && result.failure === 'interrupted' && cancel.signal.aborted;
+        node.prestart = undefined;
+        if (prestart && node.failedDeps > 0 && result.status === 'failed' && (result.failure === 'dependency' || result.failure === 'interrupted')) {
+          // Prestarted, then an input failed: as if it had never started.
+          failDependent(node, true);
+          return;
+        }
+        const cancelled =
+          result.status === 'failed' && result.failure === 'interrupted' && (cancel.signal.aborted || node.cancelledDeps > 0);
         if (cancelled) {
           settle(node, 'cancelled', result);
           return;
@@ -399,6 +462,7 @@ async function runDag(todo: Node[], goals: Map<string, GoalResult>, failures: Fa
       },
       (e: unknown) => {
         running--;
+        node.prestart = undefined;
         const now = Date.now();
         const result: GoalResult = {
           drvPath: node.drvPath,
@@ -418,9 +482,22 @@ async function runDag(todo: Node[], goals: Map<string, GoalResult>, failures: Fa
         settle(node, 'failed', result);
       },
     );
+    if (!prestart) prestartDependents(node);
   };
 
-  const goalFor = (drvPath: string, drv: Derivation, node: Node) =>
+  const prestartNode = (d: Node) => {
+    let go!: () => void;
+    let stop!: (e: Error) => void;
+    const inputsReady = new Promise<void>((res, rej) => {
+      go = res;
+      stop = rej;
+    });
+    inputsReady.catch(() => {});
+    d.prestart = { go, stop };
+    start(d, { inputsReady, speculativeInputs: speculativeInputs(d) });
+  };
+
+  const goalFor = (drvPath: string, drv: Derivation, node: Node, prestart?: GoalPrestart) =>
     goalMod.runGoal({
       store,
       drvPath,
@@ -435,11 +512,12 @@ async function runDag(todo: Node[], goals: Map<string, GoalResult>, failures: Fa
       chooseBackend,
       ...(opts.onRunning ? { onRunning: opts.onRunning } : {}),
       ...(recursive ? { recursive } : {}),
+      ...(prestart ? { prestart } : {}),
     });
 
-  const runNode = async (node: Node): Promise<GoalResult> => {
-    const resolve = await import('./resolve.js');
-    if (!resolve.needsResolution(node.drv)) return goalFor(node.drvPath, node.drv, node);
+  const runNode = async (node: Node, prestart?: GoalPrestart): Promise<GoalResult> => {
+    const resolve = resolveMod;
+    if (!resolve.needsResolution(node.drv)) return goalFor(node.drvPath, node.drv, node, prestart);
     const started = Date.now();
     let resolved;
     let resolvedPath: string;

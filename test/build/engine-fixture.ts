@@ -5,7 +5,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import type { TestContext } from 'node:test';
-import type { Backend, BackendChoice, BackendForInput, PlanHost, RunningBuild, SandboxSpec } from '../../backends/backend.js';
+import type { Backend, BackendChoice, BackendForInput, HeldBuild, PlanHost, RunningBuild, SandboxSpec } from '../../backends/backend.js';
 import { realLocation } from '../../src/config/store-location.js';
 import { printDerivation } from '../../src/format/aterm.js';
 import type { Derivation, DraftOutput } from '../../src/format/derivation.js';
@@ -138,14 +138,19 @@ export class Recorder implements Reporter {
  *   "write"          every scratch output becomes a file "<output name>\n"
  *   "fail"           exit code 3
  *   "sleep:<ms>"     wait, then write
- * and counts how many run at once.
+ *   "failafter:<ms>" wait, then exit code 3
+ * and counts how many run at once. With `hold`, it can also start held
+ * (Backend.startHeld) and records what happens to held builds in `events`:
+ * "held <name> <visible paths>", "add <name> <paths>", "remove <name> <paths>",
+ * "release <name>", "abandon <name>" (paths by name, space-separated).
  */
 export class FakeBackend {
   running = 0;
   maxRunning = 0;
   starts: string[] = [];
+  events: string[] = [];
   readonly backend: Backend;
-  constructor() {
+  constructor(opts: { hold?: boolean } = {}) {
     const self = this;
     this.backend = {
       name: 'dummy',
@@ -158,6 +163,41 @@ export class FakeBackend {
       addPath: async () => {},
       realPathOfScratchOutput: (spec, p) => spec.request.realStoreDir + p.slice(spec.request.storeDir.length),
       cleanup: async () => {},
+      ...(opts.hold ? { startHeld: async (spec: SandboxSpec) => self.startHeld(spec) } : {}),
+    };
+  }
+
+  private startHeld(spec: SandboxSpec): HeldBuild {
+    const req = spec.request;
+    if (!req.held) throw new Error(`startHeld of '${req.drvPath}' planned without held`);
+    const names = (ps: Iterable<string>) =>
+      [...ps]
+        .map((p) => p.slice(p.lastIndexOf('/') + 1))
+        .map((b) => b.slice(b.indexOf('-') + 1))
+        .join(' ');
+    const visible = new Set(req.inputPaths);
+    let state: 'held' | 'released' | 'abandoned' = 'held';
+    this.events.push(`held ${req.drvName} ${names(visible)}`.trim());
+    return {
+      visible,
+      addPaths: async (ps) => {
+        for (const p of ps) visible.add(p);
+        this.events.push(`add ${req.drvName} ${names(ps)}`);
+      },
+      removePaths: async (ps) => {
+        for (const p of ps) visible.delete(p);
+        this.events.push(`remove ${req.drvName} ${names(ps)}`);
+      },
+      release: async () => {
+        if (state !== 'held') throw new Error(`release of a ${state} build`);
+        state = 'released';
+        this.events.push(`release ${req.drvName}`);
+        return this.start({ ...spec, request: { ...req, inputPaths: [...visible].sort() } });
+      },
+      abandon: async () => {
+        if (state === 'held') this.events.push(`abandon ${req.drvName}`);
+        state = 'abandoned';
+      },
     };
   }
 
@@ -169,6 +209,7 @@ export class FakeBackend {
   private start(spec: SandboxSpec): RunningBuild {
     const req = spec.request;
     this.starts.push(req.drvPath);
+    this.events.push(`start ${req.drvName}`);
     this.running++;
     this.maxRunning = Math.max(this.maxRunning, this.running);
     const log = new PassThrough();
@@ -178,6 +219,7 @@ export class FakeBackend {
     const done = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((r) => (finish = r));
     const end = (code: number | null, signal: NodeJS.Signals | null = null) => {
       this.running--;
+      this.events.push(`exit ${req.drvName}`);
       log.end();
       finish({ code, signal });
     };
@@ -187,6 +229,9 @@ export class FakeBackend {
     log.write(`fake build of ${req.drvName}\n`);
     let timer: NodeJS.Timeout | null = null;
     if (action === 'fail') setImmediate(() => end(3));
+    else if (action.startsWith('failafter:')) {
+      timer = setTimeout(() => end(3), Number(action.slice(10)));
+    }
     else if (action.startsWith('sleep:')) {
       timer = setTimeout(() => {
         if (killed) return;

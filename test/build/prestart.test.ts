@@ -1,0 +1,119 @@
+// Prestart: while a derivation builds, the scheduler starts the goal that
+// waits for it, which prepares everything and (with a backend that can)
+// holds its sandbox with the paths the input may refer to; when the input
+// is registered, the sandbox gets exactly the input closure and the builder
+// starts. Driven through the fake backend, which records what happens.
+import { test, describe } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { buildTargets } from '../../src/build/scheduler.js';
+import { drvLogPath } from '../../src/build/logs.js';
+import { addDrv, FakeBackend, Recorder, realStore, settings } from './engine-fixture.js';
+import type { LocalStore } from '../../src/store/local-store.js';
+
+/** a -> b -> c, each `action` (fake backend), a reading the source `src`. */
+async function chain(store: LocalStore, actions: [string, string, string]) {
+  const { addTextToStore } = await import('../../src/store/add.js');
+  const src = await addTextToStore(store, 'src', 'source\n', []);
+  const a = await addDrv(store, { name: 'a', env: { FAKE: actions[0], src }, inputSrcs: [src] });
+  const b = await addDrv(store, { name: 'b', env: { FAKE: actions[1], a: a.drv.env.get('out')! }, inputDrvs: { [a.drvPath]: ['out'] } });
+  const c = await addDrv(store, { name: 'c', env: { FAKE: actions[2], b: b.drv.env.get('out')! }, inputDrvs: { [b.drvPath]: ['out'] } });
+  return { src, a, b, c };
+}
+
+const target = (d: { drvPath: string }) => ({ arg: d.drvPath, drvPath: d.drvPath, outputs: null });
+
+/** The events of one derivation, in order. */
+const of = (events: string[], name: string) => events.filter((e) => e.split(' ')[1] === name);
+
+describe('prestart', () => {
+  test('a chain: each goal holds its sandbox while its input builds; at release it sees exactly its input closure', async (t) => {
+    const { store, buildDir } = await realStore(t);
+    const { a, b, c } = await chain(store, ['sleep:60', 'sleep:60', 'sleep:60']);
+    const fake = new FakeBackend({ hold: true });
+    const rec = new Recorder();
+    const r = await buildTargets([target(c)], { store, settings: settings(buildDir), mode: 'normal', keepGoing: false, reporter: rec, chooseBackend: fake.choose });
+    assert.equal(r.exitCode, 0, rec.messages.join('\n'));
+    // b is held with nothing (a's own inputs are a source b does not get);
+    // c is held with a's output on speculation, which b's output turns out
+    // not to refer to: removed before c's builder starts.
+    assert.deepEqual(of(fake.events, 'a'), ['start a', 'exit a']);
+    assert.deepEqual(of(fake.events, 'b'), ['held b src', 'remove b src', 'add b a', 'release b', 'start b', 'exit b']);
+    assert.deepEqual(of(fake.events, 'c'), ['held c a', 'remove c a', 'add c b', 'release c', 'start c', 'exit c']);
+    const at = (e: string) => fake.events.indexOf(e);
+    assert.ok(at('held b src') < at('exit a') && at('exit a') < at('remove b src'), fake.events.join(', '));
+    assert.ok(at('held c a') < at('exit b') && at('exit b') < at('remove c a'), fake.events.join(', '));
+    assert.deepEqual(rec.started_, [a.drvPath, b.drvPath, c.drvPath]);
+    assert.equal(fake.maxRunning, 1);
+    assert.equal(readFileSync(store.toRealPath(c.drv.env.get('out')!), 'utf8'), 'out\n');
+    assert.deepEqual(readdirSync(buildDir), []);
+    for (const d of [a, b, c]) assert.ok(existsSync(r.goals.get(d.drvPath)!.logPath!));
+  });
+
+  test('max-jobs 1: nothing is prestarted (a held sandbox waits for a slot no builder uses)', async (t) => {
+    const { store, buildDir } = await realStore(t);
+    const { c } = await chain(store, ['sleep:20', 'sleep:20', 'write']);
+    const fake = new FakeBackend({ hold: true });
+    const r = await buildTargets([target(c)], { store, settings: settings(buildDir, { maxJobs: 1 }), mode: 'normal', keepGoing: false, reporter: new Recorder(), chooseBackend: fake.choose });
+    assert.equal(r.exitCode, 0);
+    assert.deepEqual(fake.events, ['start a', 'exit a', 'start b', 'exit b', 'start c', 'exit c']);
+  });
+
+  for (const keepGoing of [false, true]) {
+    test(`an input fails while its dependent is held (keep-going ${keepGoing}): abandoned, Nix's dependency message, no log, no build dir`, async (t) => {
+      const { store, buildDir } = await realStore(t);
+      const { a, b, c } = await chain(store, ['failafter:80', 'write', 'write']);
+      const fake = new FakeBackend({ hold: true });
+      const rec = new Recorder();
+      const r = await buildTargets([target(c)], { store, settings: settings(buildDir), mode: 'normal', keepGoing, reporter: rec, chooseBackend: fake.choose });
+      assert.equal(r.exitCode, 100);
+      assert.deepEqual(of(fake.events, 'a'), ['start a', 'exit a']);
+      assert.deepEqual(of(fake.events, 'b'), ['held b src', 'abandon b']);
+      assert.ok(fake.events.indexOf('held b src') < fake.events.indexOf('exit a'), fake.events.join(', '));
+      assert.deepEqual(of(fake.events, 'c'), []);
+      assert.deepEqual(
+        rec.finished_.map((f) => [f.drvPath, f.status, f.failure, f.error?.message]),
+        [
+          [a.drvPath, 'failed', 'permanent', `builder for '${a.drvPath}' failed with exit code 3`],
+          [b.drvPath, 'failed', 'dependency', `1 dependencies of derivation '${b.drvPath}' failed to build`],
+          [c.drvPath, 'failed', 'dependency', `1 dependencies of derivation '${c.drvPath}' failed to build`],
+        ],
+      );
+      assert.deepEqual(rec.started_, [a.drvPath]);
+      assert.deepEqual(r.targets.map((x) => x.status), ['failed']);
+      // b never ran: no log of it, and its build dir is gone.
+      assert.equal(existsSync(drvLogPath(store.layout.drvLogDir, b.drvPath)), false);
+      assert.equal(existsSync(drvLogPath(store.layout.drvLogDir, a.drvPath)), true);
+      assert.deepEqual(readdirSync(buildDir), []);
+    });
+  }
+
+  test('Ctrl-C while a goal is held: the held sandbox is abandoned, everything is cancelled, nothing is left', async (t) => {
+    const { store, buildDir } = await realStore(t);
+    const { c } = await chain(store, ['sleep:5000', 'write', 'write']);
+    const fake = new FakeBackend({ hold: true });
+    const ac = new AbortController();
+    setTimeout(() => ac.abort(), 200);
+    const t0 = Date.now();
+    const r = await buildTargets([target(c)], { store, settings: settings(buildDir), mode: 'normal', keepGoing: false, reporter: new Recorder(), chooseBackend: fake.choose, signal: ac.signal });
+    assert.ok(Date.now() - t0 < 3000);
+    assert.equal(r.exitCode, 1);
+    assert.deepEqual(r.targets.map((x) => x.status), ['cancelled']);
+    assert.deepEqual(of(fake.events, 'a'), ['start a', 'exit a']);
+    assert.deepEqual(of(fake.events, 'b'), ['held b src', 'abandon b']);
+    assert.deepEqual(of(fake.events, 'c'), []);
+    assert.equal(fake.running, 0);
+    assert.deepEqual(readdirSync(buildDir), []);
+  });
+
+  test('a backend that cannot hold: the goal prepares, then waits for its input before starting', async (t) => {
+    const { store, buildDir } = await realStore(t);
+    const { c } = await chain(store, ['sleep:30', 'sleep:30', 'write']);
+    const fake = new FakeBackend();
+    const rec = new Recorder();
+    const r = await buildTargets([target(c)], { store, settings: settings(buildDir), mode: 'normal', keepGoing: false, reporter: rec, chooseBackend: fake.choose });
+    assert.equal(r.exitCode, 0, rec.messages.join('\n'));
+    assert.deepEqual(fake.events, ['start a', 'exit a', 'start b', 'exit b', 'start c', 'exit c']);
+    assert.deepEqual(readdirSync(buildDir), []);
+  });
+});
