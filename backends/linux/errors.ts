@@ -32,3 +32,15 @@ export class SeccompUnavailable extends defineError('SeccompUnavailable', 'E_SEC
 export class AddPathFailed extends defineError('AddPathFailed', 'E_ADD_PATH_FAILED') {}
 /** cgroup setup or teardown failed with use-cgroups on. */
 export class CgroupFailed extends defineError('CgroupFailed', 'E_CGROUP_FAILED') {}
+/** A path could not be hidden from a held sandbox. */
+export class RemovePathFailed extends defineError('RemovePathFailed', 'E_REMOVE_PATH_FAILED') {}
+/** A path handed to addPaths/removePaths is not one store path of the build's store dir. */
+export class SandboxStorePathInvalid extends defineError('SandboxStorePathInvalid', 'E_SANDBOX_STORE_PATH_INVALID') {}
+/** startHeld() with DRVBOX_LAUNCHER_ONESHOT=1: holding needs the launcher server. */
+export class HeldBuildNeedsServer extends defineError('HeldBuildNeedsServer', 'E_HELD_BUILD_NEEDS_SERVER') {}
+/** startHeld() on a spec not planned with `held`. */
+export class HeldBuildNotPlanned extends defineError('HeldBuildNotPlanned', 'E_HELD_BUILD_NOT_PLANNED') {}
+/** release(), addPaths() or removePaths() after abandon(). */
+export class HeldBuildAbandoned extends defineError('HeldBuildAbandoned', 'E_HELD_BUILD_ABANDONED') {}
+/** release(), addPaths() or removePaths() after release(). */
+export class HeldBuildAlreadyReleased extends defineError('HeldBuildAlreadyReleased', 'E_HELD_BUILD_ALREADY_RELEASED') {}

@@ -16,6 +16,9 @@ export function explainLinux(spec: LinuxSandboxSpec): string {
   out.push(`identity: uid ${spec.sandboxUid} gid ${spec.sandboxGid} inside; uid_map "${spec.uidMap}", gid_map "${spec.gidMap}", setgroups deny`);
   out.push(`hostname: ${spec.hostname}, domainname: ${spec.domainname}${spec.loopback ? ', lo up' : ''}`);
   out.push(`root: tmpfs on ${spec.chrootDir} (pivot_root; read-only once populated); outputs in ${spec.chrootStoreDir}`);
+  if (spec.hold) {
+    out.push('held: the sandbox is set up ahead of its last inputs; the builder starts on release, store paths are added or removed until then');
+  }
   if (spec.keepMountNamespace) out.push('recursive builds: the pre-pivot mount namespace is kept so store paths can be added while running');
   out.push('mounts and files:');
   for (const o of spec.ops) {

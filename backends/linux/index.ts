@@ -1,10 +1,11 @@
-// The Linux namespace backend: plan (pure), explain, probe, start, addPath.
+// The Linux namespace backend: plan (pure), explain, probe, start, startHeld, addPath.
 import { existsSync, lstatSync, realpathSync } from 'node:fs';
 import type {
   Backend,
   BackendCapabilities,
   BackendSettings,
   BuildRequest,
+  HeldBuild,
   PlanHost,
   ProbeReport,
   RunningBuild,
@@ -12,6 +13,7 @@ import type {
 } from '../backend.js';
 import { AddPathFailed, SandboxRequestInvalid } from './errors.js';
 import { explainLinux } from './explain.js';
+import { startHeldLinux } from './held.js';
 import { planLinux, type LinuxPlanHost, type LinuxSandboxSpec } from './plan.js';
 import { probeLinux } from './probe.js';
 import { discardChroot, LinuxRunningBuild, scratchOnHost, startLinux } from './run.js';
@@ -25,6 +27,8 @@ export { explainLinux } from './explain.js';
 export { probeLinux } from './probe.js';
 export { LinuxRunningBuild, sealOutputs, killBuildUser, launcherRequest } from './run.js';
 export { apparmorProfile } from './apparmor.js';
+export { LinuxHeldBuild, startHeldLinux } from './held.js';
+export { addPathsInside, removePathsInside } from './inside-paths.js';
 export * from './errors.js';
 
 const kinds = new Map<string, 'directory' | 'file' | 'symlink' | 'other'>();
@@ -93,6 +97,9 @@ export const linuxBackend: Backend = {
   },
   start(spec: SandboxSpec): Promise<RunningBuild> {
     return startLinux(asLinux(spec));
+  },
+  startHeld(spec: SandboxSpec): Promise<HeldBuild> {
+    return startHeldLinux(asLinux(spec));
   },
   async addPath(running: RunningBuild, spec: SandboxSpec, storePath: string): Promise<void> {
     asLinux(spec);

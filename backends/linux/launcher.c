@@ -122,9 +122,9 @@ enum {
   T_ARG = 19, T_ENV = 20, T_DROP_GROUPS = 21, T_CGROUP = 22, T_NEWCGROUP = 23,
   T_TARGET_PID = 24, T_SOURCE = 25, T_TARGET = 26, T_UMASK = 27, T_KILL_UID = 28,
   T_LOOPBACK = 29, T_STORE_DIR = 30, T_SOCKET = 31, T_TOKEN = 32, T_BUILD_ID = 33,
-  T_REAPER = 34
+  T_REAPER = 34, T_HOLD = 35, T_NAME = 36
 };
-enum { MODE_RUN = 1, MODE_PROBE = 2, MODE_ADD_PATH = 3, MODE_KILL_USER = 4, MODE_REMOVE_TREE = 5 };
+enum { MODE_RUN = 1, MODE_PROBE = 2, MODE_ADD_PATH = 3, MODE_KILL_USER = 4, MODE_REMOVE_TREE = 5, MODE_REMOVE_PATH = 6 };
 enum { OP_MKDIR = 1, OP_WRITE = 2, OP_SYMLINK = 3, OP_BIND = 4, OP_MOUNT = 5,
        OP_COPY_SYMLINK = 6, OP_REMOUNT_RO = 7 };
 /* OP flags */
@@ -150,12 +150,15 @@ struct request {
   uint32_t mode;
   uint64_t clone_flags, parent_pid, self_map, sandbox_uid, sandbox_gid;
   uint64_t keep_ns, personality, no_new_privs, drop_groups, newcgroup;
-  uint64_t target_pid, umask_, kill_uid, loopback, build_id, reaper;
+  uint64_t target_pid, umask_, kill_uid, loopback, build_id, reaper, hold;
   struct str uid_map, gid_map, hostname, domainname, chroot, cwd, seccomp;
   struct str builder, cgroup, source, target, store_dir, socket_name, token;
   struct op *ops; size_t nops;
   char **argv; size_t nargs;
   char **envp; size_t nenv;
+  /* add-path / remove-path: store path names, and (add-path) their host sources, in order */
+  char **names; size_t nnames;
+  char **sources; size_t nsources;
 };
 
 static struct request R;
@@ -166,6 +169,9 @@ static struct request R;
 static int status_fd = FD_STATUS;
 /* Server mode: the monitor's control connection to drvbox (-1 otherwise). */
 static int server_ctl = -1;
+/* Prefixed to every status line: "M <frame id> " in a server job, where
+ * status lines go to fd 3 shared with the zygote. */
+static char status_prefix[40];
 
 static void write_all(int fd, const char *buf, size_t n) {
   while (n > 0) {
@@ -181,11 +187,11 @@ static void write_all(int fd, const char *buf, size_t n) {
 
 static void status_line(char kind, const char *fmt, va_list ap) {
   char buf[4096];
-  int n = snprintf(buf, sizeof buf, "%c ", kind);
+  int n = snprintf(buf, sizeof buf, "%s%c ", status_prefix, kind);
   int m = vsnprintf(buf + n, sizeof buf - (size_t)n - 1, fmt, ap);
   if (m < 0) m = 0;
   size_t len = (size_t)n + ((size_t)m < sizeof buf - (size_t)n - 1 ? (size_t)m : sizeof buf - (size_t)n - 2);
-  for (size_t i = 2; i < len; i++)
+  for (size_t i = (size_t)n; i < len; i++)
     if (buf[i] == '\n') buf[i] = ' ';
   buf[len++] = '\n';
   write_all(status_fd, buf, len);
@@ -225,6 +231,7 @@ static const char *tag_name(uint32_t tag) {
   case T_CWD: return "working directory";
   case T_SOURCE: return "source path";
   case T_TARGET: return "target path";
+  case T_NAME: return "store path name";
   case T_OP: return "mount/file operation path";
   default: return "string field";
   }
@@ -269,7 +276,7 @@ static unsigned char *read_request(size_t *len) {
 
 static void parse_request(unsigned char *buf, size_t len) {
   if (len < 8 || memcmp(buf, "DRVBOX01", 8) != 0) die("request rejected: bad magic (protocol mismatch)");
-  size_t nargs = 0, nenv = 0, nops = 0;
+  size_t nargs = 0, nenv = 0, nops = 0, nnames = 0, nsources = 0;
   /* First pass: count list entries. */
   for (size_t off = 8; off < len;) {
     if (len - off < 8) die("request rejected: truncated record header");
@@ -278,13 +285,18 @@ static void parse_request(unsigned char *buf, size_t len) {
     if (tag == T_ARG) nargs++;
     else if (tag == T_ENV) nenv++;
     else if (tag == T_OP) nops++;
+    else if (tag == T_NAME) nnames++;
+    else if (tag == T_SOURCE) nsources++;
     off += 8 + (size_t)n;
   }
-  if (nargs > MAX_LIST || nenv > MAX_LIST || nops > MAX_LIST) die("request rejected: too many entries");
+  if (nargs > MAX_LIST || nenv > MAX_LIST || nops > MAX_LIST || nnames > MAX_LIST || nsources > MAX_LIST)
+    die("request rejected: too many entries");
   R.argv = calloc(nargs + 1, sizeof(char *));
   R.envp = calloc(nenv + 1, sizeof(char *));
   R.ops = calloc(nops + 1, sizeof(struct op));
-  if (!R.argv || !R.envp || !R.ops) die("out of memory");
+  R.names = calloc(nnames + 1, sizeof(char *));
+  R.sources = calloc(nsources + 1, sizeof(char *));
+  if (!R.argv || !R.envp || !R.ops || !R.names || !R.sources) die("out of memory");
   R.personality = 0xffffffffu;
   R.umask_ = 022;
   for (size_t off = 8; off < len;) {
@@ -310,6 +322,8 @@ static void parse_request(unsigned char *buf, size_t len) {
     case T_LOOPBACK: R.loopback = rd64(p, n, tag); break;
     case T_BUILD_ID: R.build_id = rd64(p, n, tag); break;
     case T_REAPER: R.reaper = rd64(p, n, tag); break;
+    case T_HOLD: R.hold = rd64(p, n, tag); break;
+    case T_NAME: check_nul(tag, s.p, n); R.names[R.nnames++] = cstr(s); break;
     case T_SOCKET: check_nul(tag, s.p, n); R.socket_name = s; break;
     case T_TOKEN: check_nul(tag, s.p, n); R.token = s; break;
     case T_SECCOMP:
@@ -325,7 +339,7 @@ static void parse_request(unsigned char *buf, size_t len) {
     case T_CWD: check_nul(tag, s.p, n); R.cwd = s; break;
     case T_BUILDER: check_nul(tag, s.p, n); R.builder = s; break;
     case T_CGROUP: check_nul(tag, s.p, n); R.cgroup = s; break;
-    case T_SOURCE: check_nul(tag, s.p, n); R.source = s; break;
+    case T_SOURCE: check_nul(tag, s.p, n); R.source = s; R.sources[R.nsources++] = cstr(s); break;
     case T_TARGET: check_nul(tag, s.p, n); R.target = s; break;
     case T_STORE_DIR: check_nul(tag, s.p, n); R.store_dir = s; break;
     case T_ARG: check_nul(tag, s.p, n); R.argv[R.nargs++] = cstr(s); break;
@@ -775,6 +789,19 @@ __attribute__((noreturn)) static void run_under_reaper(const char *builder) {
   _exit(done ? 0 : 1);
 }
 
+/* Hold mode: everything is set up; the builder starts when the monitor says
+ * so ("G" on sync_child). Anything else (EOF: the monitor is gone, or told to
+ * kill) ends the init without exec'ing anything. "H" goes on the status
+ * channel, which stays open until the exec, so its EOF still means exec. */
+static void wait_for_release(void) {
+  write_all(status_fd, "H\n", 2);
+  char c = 0;
+  ssize_t r;
+  do r = read(sync_child, &c, 1); while (r < 0 && errno == EINTR);
+  if (r != 1 || c != 'G') _exit(1);
+  if (!R.reaper) close(sync_child);
+}
+
 __attribute__((noreturn)) static void sandbox_init(void) {
   status_fd = FD_STATUS;
   close(sync_parent);
@@ -853,8 +880,9 @@ __attribute__((noreturn)) static void sandbox_init(void) {
     close(root_fd);
     close(disk_fd);
   }
-  /* The reaper reports the builder's status to the monitor through it. */
-  if (!R.reaper) close(sync_child);
+  /* The reaper reports the builder's status to the monitor through it; a
+   * held init is released through it. */
+  if (!R.reaper && !R.hold) close(sync_child);
 
   if (setresgid((gid_t)R.sandbox_gid, (gid_t)R.sandbox_gid, (gid_t)R.sandbox_gid) < 0)
     die("setgid failed: %s", strerror(errno));
@@ -866,7 +894,7 @@ __attribute__((noreturn)) static void sandbox_init(void) {
 
   if (syscall(SYS_close_range, 3u, ~0u, CLOSE_RANGE_CLOEXEC) < 0) {
     for (int fd = 3; fd < 65536; fd++)
-      if (fd != FD_STATUS) close(fd);
+      if (fd != FD_STATUS && fd != sync_child) close(fd);
   }
   if (R.personality != 0xffffffffu && personality((unsigned long)R.personality) < 0)
     die("cannot set personality: %s", strerror(errno));
@@ -886,6 +914,8 @@ __attribute__((noreturn)) static void sandbox_init(void) {
   }
   umask((mode_t)R.umask_);
   char *builder = cstr(R.builder);
+  /* Before the reaper forks: nothing of the builder exists while held. */
+  if (R.hold) wait_for_release();
   if (R.reaper) run_under_reaper(builder);
   execve(builder, R.argv, R.envp);
   exec_failed(builder);
@@ -972,9 +1002,39 @@ static pid_t wait_serving(pid_t pid, int *st) {
   }
 }
 
+/* Server mode, held init: waits for drvbox ("G": release the builder; "K" or
+ * a closed connection: kill the sandbox) or for the init to end or write.
+ * 1: released; 0: killed; 2: the init wrote or ended first. */
+static int wait_release(int execfd, pid_t pid) {
+  for (;;) {
+    struct pollfd pf[2] = { { server_ctl, POLLIN, 0 }, { execfd, POLLIN, 0 } };
+    if (poll(pf, 2, -1) < 0) continue;
+    if (pf[1].revents) return 2;
+    if (!pf[0].revents) continue;
+    char b[64];
+    ssize_t r = read(server_ctl, b, sizeof b);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) {
+      kill(pid, SIGKILL);
+      return 0;
+    }
+    for (ssize_t i = 0; i < r; i++) {
+      if (b[i] == 'K') {
+        kill(pid, SIGKILL);
+        return 0;
+      }
+      if (b[i] == 'G') {
+        if (write(sync_parent, "G", 1) != 1) return 2; /* the init is gone: its EOF says so */
+        return 1;
+      }
+    }
+  }
+}
+
 static int run_mode(void) {
   if (!R.builder.n) die("request rejected: no builder");
   if (!R.nargs) die("request rejected: empty argv");
+  if (R.hold && server_ctl < 0) die("request rejected: a held build needs the launcher server");
   if (R.drop_groups && getuid() == 0 && setgroups(0, NULL) < 0)
     die("setgroups failed: %s", strerror(errno));
   int sv[2];
@@ -1045,10 +1105,24 @@ static int run_mode(void) {
    * exec. The log channel must not be held open by the monitor either. */
   close(FD_STATUS);
   if (server_ctl >= 0) {
-    /* Relay the init's setup error, or announce the exec. */
+    /* Relay the init's setup error, or announce the exec. A held init
+     * reports "H" first: relayed, then drvbox says go or kill. */
     char buf[4096];
     size_t got = 0;
+    int held = 0, released = 0, killed = 0;
     for (;;) {
+      if (R.hold && !held && got >= 2 && memcmp(buf, "H\n", 2) == 0) {
+        held = 1;
+        write_all(server_ctl, "H\n", 2);
+        got -= 2;
+        memmove(buf, buf + 2, got);
+        int h = got ? 2 : wait_release(exec_pipe[0], pid);
+        if (h == 0) {
+          killed = 1;
+          break;
+        }
+        released = h == 1;
+      }
       ssize_t r = read(exec_pipe[0], buf + got, sizeof buf - 1 - got);
       if (r < 0 && errno == EINTR) continue;
       if (r <= 0) break;
@@ -1056,7 +1130,10 @@ static int run_mode(void) {
       if (got == sizeof buf - 1) break;
     }
     close(exec_pipe[0]);
-    if (got) write_all(server_ctl, buf, got);
+    if (killed) {
+      /* nothing ran: the result line says how the init ended */
+    } else if (got) write_all(server_ctl, buf, got);
+    else if (held && !released) write_all(server_ctl, "E the sandbox init exited before the builder was released\n", 58);
     else write_all(server_ctl, "R\n", 2);
   }
   int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
@@ -1171,12 +1248,34 @@ static int probe_mode(void) {
   return 0;
 }
 
-/* ---------- add-path: make a host path appear in a running sandbox ---------- */
+/* ---------- add-path / remove-path: store paths of a running or held sandbox ---------- */
+/*
+ * Request: TARGET = the sandbox store dir on disk (host view), STORE_DIR = the
+ * same dir in the kept (pre-pivot) mount namespace, NAME per store path (a
+ * single file name), and for add-path SOURCE per name (host path) and
+ * TARGET_PID = the monitor holding the kept namespaces. Status lines: "C <i>"
+ * before working on path i, "A <i>" once it is done (visible, resp. gone),
+ * then at most one "E ...": drvbox knows what changed when one fails.
+ */
+
+static void check_name(const char *name) {
+  size_t n = strlen(name);
+  if (n == 0 || n > NAME_MAX || strchr(name, '/') || strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
+    die("request rejected: '%s' is not a store path name", name);
+}
+
+static int open_sandbox_store(const char *dir) {
+  int fd = open(dir, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) die("opening the sandbox store '%s': %s", dir, strerror(errno));
+  return fd;
+}
 
 static int add_path_mode(void) {
-  if (!R.target_pid || !R.source.n || !R.target.n || !R.store_dir.n)
-    die("request rejected: add-path needs a pid, a source, a target and a store dir");
-  char *source = cstr(R.source), *target = cstr(R.target), *store = cstr(R.store_dir);
+  if (!R.target_pid || !R.target.n || !R.store_dir.n || !R.nnames || R.nnames != R.nsources)
+    die("request rejected: add-path needs a pid, the sandbox store dir in and outside the sandbox, and a source per name");
+  char *disk = cstr(R.target), *store = cstr(R.store_dir);
+  size_t n = R.nnames;
+  for (size_t i = 0; i < n; i++) check_name(R.names[i]);
   char path[64];
   snprintf(path, sizeof path, "/proc/%llu/fd/%d", (unsigned long long)R.target_pid, FD_KEPT_USERNS);
   int u = open(path, O_RDONLY | O_CLOEXEC);
@@ -1185,28 +1284,50 @@ static int add_path_mode(void) {
   if (u < 0 || m < 0)
     die("the build (monitor pid %llu) kept no mount namespace to add paths to: %s", (unsigned long long)R.target_pid,
         strerror(errno));
-  struct stat st;
-  if (lstat(source, &st) < 0) die("getting attributes of path '%s': %s", source, strerror(errno));
-  /* The entry is created on disk first, as the caller: the builder can only
-   * have put something there itself, and we never follow it. */
-  char *slash = strrchr(target, '/');
-  if (!slash || slash[1] == 0) die("request rejected: bad add-path target '%s'", target);
-  *slash = 0;
-  const char *leaf = slash + 1;
-  int dir = open(*target ? target : "/", O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-  if (dir < 0) die("opening the sandbox store '%s': %s", target, strerror(errno));
+  int dir = open_sandbox_store(disk);
+  struct stat *st = calloc(n, sizeof *st);
+  if (!st) die("out of memory");
+  /* Everything is checked before anything is created. */
   struct stat tst;
-  if (fstatat(dir, leaf, &tst, AT_SYMLINK_NOFOLLOW) == 0) die("store path '%s' already exists in the sandbox", leaf);
-  if (S_ISLNK(st.st_mode)) {
-    char text[PATH_MAX];
-    ssize_t n = readlink(source, text, sizeof text - 1);
-    if (n < 0) die("reading symlink '%s': %s", source, strerror(errno));
-    text[n] = 0;
-    if (symlinkat(text, dir, leaf) < 0) die("creating symlink '%s' in the sandbox: %s", leaf, strerror(errno));
-    return 0; /* the store dir is shared: the link is visible at once */
+  for (size_t i = 0; i < n; i++) {
+    report('C', "%zu", i);
+    if (lstat(R.sources[i], &st[i]) < 0) die("getting attributes of path '%s': %s", R.sources[i], strerror(errno));
+    if (fstatat(dir, R.names[i], &tst, AT_SYMLINK_NOFOLLOW) == 0) die("store path '%s' already exists in the sandbox", R.names[i]);
   }
-  if (make_mountpoint(dir, leaf, S_ISDIR(st.st_mode)) < 0)
-    die("creating the mount point for '%s': %s", leaf, strerror(errno));
+  /* The entries are created on disk first, as the caller: the builder can
+   * only have put something there itself, and nothing is followed. The
+   * store dir is shared: a symlink is visible at once. A failure undoes
+   * what this request created. */
+  size_t binds = 0;
+  for (size_t i = 0; i < n; i++) {
+    const char *leaf = R.names[i];
+    report('C', "%zu", i);
+    /* which step failed: 1 reading the link, 2 creating it, 3 the mount point */
+    int step = 0, bad = 0;
+    if (S_ISLNK(st[i].st_mode)) {
+      char text[PATH_MAX];
+      ssize_t k = readlink(R.sources[i], text, sizeof text - 1);
+      if (k < 0) {
+        step = 1;
+      } else {
+        text[k] = 0;
+        if (symlinkat(text, dir, leaf) < 0) step = 2;
+      }
+    } else {
+      binds++;
+      if (make_mountpoint(dir, leaf, S_ISDIR(st[i].st_mode)) < 0) step = 3;
+    }
+    if (step) {
+      bad = errno;
+      for (size_t j = 0; j < i; j++) unlinkat(dir, R.names[j], S_ISDIR(st[j].st_mode) ? AT_REMOVEDIR : 0);
+      if (step == 1) die("reading symlink '%s': %s", R.sources[i], strerror(bad));
+      if (step == 2) die("creating symlink '%s' in the sandbox: %s", leaf, strerror(bad));
+      die("creating the mount point for '%s': %s", leaf, strerror(bad));
+    }
+  }
+  for (size_t i = 0; i < n; i++)
+    if (S_ISLNK(st[i].st_mode)) report('A', "%zu", i);
+  if (!binds) return 0;
   close(dir);
   /* Enter the sandbox's user namespace (when it has one) for the mount
    * capability, then its pre-pivot mount namespace where host paths are
@@ -1214,12 +1335,47 @@ static int add_path_mode(void) {
   if ((R.clone_flags & CLONE_NEWUSER) && setns(u, CLONE_NEWUSER) < 0)
     die("entering sandbox user namespace: %s", strerror(errno));
   if (setns(m, CLONE_NEWNS) < 0) die("entering sandbox mount namespace: %s", strerror(errno));
-  dir = open(store, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-  if (dir < 0) die("opening the sandbox store '%s': %s", store, strerror(errno));
-  if (fstatat(dir, leaf, &tst, AT_SYMLINK_NOFOLLOW) < 0 || S_ISLNK(tst.st_mode))
-    die("the mount point for '%s' vanished from the sandbox", leaf);
-  if (bind_at(AT_FDCWD, source, dir, leaf, F_RO | F_NOSUID | F_NODEV) < 0)
-    die("bind mount from '%s' to '%s/%s' failed: %s", source, store, leaf, strerror(errno));
+  dir = open_sandbox_store(store);
+  for (size_t i = 0; i < n; i++) {
+    if (S_ISLNK(st[i].st_mode)) continue;
+    const char *leaf = R.names[i];
+    report('C', "%zu", i);
+    int bad = 0;
+    if (fstatat(dir, leaf, &tst, AT_SYMLINK_NOFOLLOW) < 0 || S_ISLNK(tst.st_mode)) bad = -1;
+    else if (bind_at(AT_FDCWD, R.sources[i], dir, leaf, F_RO | F_NOSUID | F_NODEV) < 0) bad = errno;
+    if (bad) {
+      /* Mount points not bound are removed: nothing half-added is left. */
+      for (size_t j = i; j < n; j++)
+        if (!S_ISLNK(st[j].st_mode)) unlinkat(dir, R.names[j], S_ISDIR(st[j].st_mode) ? AT_REMOVEDIR : 0);
+      if (bad < 0) die("the mount point for '%s' vanished from the sandbox", leaf);
+      die("bind mount from '%s' to '%s/%s' failed: %s", R.sources[i], store, leaf, strerror(bad));
+    }
+    report('A', "%zu", i);
+  }
+  return 0;
+}
+
+/* Hides store paths of a (held) sandbox. The entries are deleted from the
+ * store dir on disk, in this (the host's) mount namespace, where they are no
+ * mount points: the kernel then detaches the binds on them in every other
+ * namespace, the kept one and the builder's copy alike, so nothing is left
+ * inside, not even an empty mount point. Absent names are done already. */
+static int remove_path_mode(void) {
+  if (!R.target.n || !R.nnames) die("request rejected: remove-path needs the sandbox store dir and names");
+  char *disk = cstr(R.target);
+  for (size_t i = 0; i < R.nnames; i++) check_name(R.names[i]);
+  int dir = open_sandbox_store(disk);
+  for (size_t i = 0; i < R.nnames; i++) {
+    const char *leaf = R.names[i];
+    report('C', "%zu", i);
+    struct stat st;
+    if (fstatat(dir, leaf, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+      if (errno != ENOENT) die("getting attributes of '%s' in the sandbox: %s", leaf, strerror(errno));
+    } else if (unlinkat(dir, leaf, S_ISDIR(st.st_mode) ? AT_REMOVEDIR : 0) < 0) {
+      die("removing store path '%s' from the sandbox: %s", leaf, strerror(errno));
+    }
+    report('A', "%zu", i);
+  }
   return 0;
 }
 
@@ -1462,8 +1618,8 @@ __attribute__((noreturn)) static void serve_one(uint64_t id, unsigned char *buf,
   _exit(run_mode());
 }
 
-/* Removers running, by pid, with their frame's id: reaped and reported as
- * "D <id> <status>" on fd 3. */
+/* Jobs (removers, add-path and remove-path) running, by pid, with their
+ * frame's id: reaped and reported as "D <id> <status>" on fd 3. */
 struct remover { pid_t pid; uint64_t id; };
 static struct remover *removers;
 static size_t nremovers, capremovers;
@@ -1532,7 +1688,8 @@ static int server_mode(void) {
       /* keep buf: srv_socket and srv_token point into it */
       continue;
     }
-    int remove = peek_mode(buf, len) == MODE_REMOVE_TREE;
+    uint32_t mode = peek_mode(buf, len);
+    int remove = mode == MODE_REMOVE_TREE || mode == MODE_ADD_PATH || mode == MODE_REMOVE_PATH;
     if (remove && nremovers == capremovers) {
       size_t cap = capremovers ? capremovers * 2 : 16;
       struct remover *r = realloc(removers, cap * sizeof *r);
@@ -1545,6 +1702,17 @@ static int server_mode(void) {
       close(sfd);
       sigprocmask(SIG_UNBLOCK, &chld, NULL);
       if (!remove) serve_one(id, buf, len, self);
+      if (mode != MODE_REMOVE_TREE) {
+        /* Paths of one build, which waits for them: status lines go to
+         * fd 3 as "M <id> <line>" (short lines: one atomic write each),
+         * before the zygote's "D <id> <status>". */
+        if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != self) _exit(1);
+        snprintf(status_prefix, sizeof status_prefix, "M %llu ", (unsigned long long)id);
+        status_fd = FD_REQUEST;
+        memset(&R, 0, sizeof R);
+        parse_request(buf, len);
+        _exit(mode == MODE_ADD_PATH ? add_path_mode() : remove_path_mode());
+      }
       /* A remover outlives the zygote (no PDEATHSIG): a removal once begun
        * is finished, it only deletes. Its failures are its exit status. It
        * yields to the builders and to drvbox: garbage can wait. */
@@ -1580,6 +1748,7 @@ int main(int argc, char **argv) {
   case MODE_ADD_PATH: return add_path_mode();
   case MODE_KILL_USER: return kill_user_mode();
   case MODE_REMOVE_TREE: return remove_tree_mode();
+  case MODE_REMOVE_PATH: return remove_path_mode();
   default: die("request rejected: unknown mode %u", R.mode);
   }
 }

@@ -101,8 +101,10 @@ export interface LinuxSandboxSpec extends SandboxSpec {
   domainname: string;
   loopback: boolean;
   ops: SandboxOp[];
-  /** Keep the pre-pivot mount namespace for addPath (recursive builds). */
+  /** Keep the pre-pivot mount namespace for addPath (recursive builds, held builds). */
   keepMountNamespace: boolean;
+  /** Planned for startHeld (request.held): the builder waits for release(). */
+  hold: boolean;
   cwd: string;
   builder: string;
   argv: string[];
@@ -174,7 +176,9 @@ export function planLinux(req: BuildRequest, host: LinuxPlanHost): LinuxSandboxS
   const chrootStoreDir = chrootDir + '/store';
   const outputs = new Set(Object.values(req.scratchOutputs));
   const uidRange = (req.buildUser?.uidCount ?? 1) > 1;
-  const keepMountNamespace = req.requiredSystemFeatures.includes('recursive-nix') || req.daemonSocketHost !== null;
+  const hold = req.held === true;
+  // A held sandbox gets its last inputs through the kept namespace.
+  const keepMountNamespace = hold || req.requiredSystemFeatures.includes('recursive-nix') || req.daemonSocketHost !== null;
 
   const ops: SandboxOp[] = [];
   const bind = (path: string, source: string, why: string, o: Partial<Extract<SandboxOp, { op: 'bind' }>> = {}): void => {
@@ -211,7 +215,7 @@ export function planLinux(req: BuildRequest, host: LinuxPlanHost): LinuxSandboxS
   }
 
   // The store: writable for the outputs, holding only the input closure.
-  bind(storeDir, '/store', keepMountNamespace ? 'writable store dir, shared for recursive builds' : 'writable store dir', {
+  bind(storeDir, '/store', keepMountNamespace ? `writable store dir, shared for ${hold ? 'paths added while held' : 'recursive builds'}` : 'writable store dir', {
     readOnly: false,
     shared: keepMountNamespace,
     sourceOnDisk: true,
@@ -377,6 +381,7 @@ export function planLinux(req: BuildRequest, host: LinuxPlanHost): LinuxSandboxS
     loopback: namespaces.net,
     ops,
     keepMountNamespace,
+    hold,
     cwd: buildDir,
     builder: req.builder,
     argv: [basename(req.builder), ...req.args],

@@ -12,6 +12,11 @@
 //                              failure, as in Nix: "executing '...': ...")
 //   "S <step> <detail>"        probe step passed
 //   "F <step> <errno> <text>"  probe step failed
+//   "H"                        held (HOLD = 1, server mode): all is set up,
+//                              the builder waits for "G" on the control
+//                              connection ("K" or EOF: killed, nothing ran)
+//   "C <i>" / "A <i>"          add-path, remove-path: working on path i /
+//                              path i is done (then at most one "E")
 //   EOF without E              the builder was exec'd
 // Server mode (`drvbox-launcher --server`, see server.ts): fd 3 carries
 //   frames u32 length | u64 build id | request; the first frame holds SOCKET
@@ -24,7 +29,9 @@
 //   remover that deletes that tree (no symlink followed, no mount point
 //   entered, read-only and mode-0 dirs made searchable) while other builds
 //   start; when it has reaped it, the zygote reports "D <id> <status>" on
-//   fd 3 (0: the tree is gone; 1: something was left).
+//   fd 3 (0: the tree is gone; 1: something was left). Frames of MODE
+//   ADD_PATH and REMOVE_PATH are run the same way by a forked child, whose
+//   status lines come on fd 3 as "M <id> <line>" before "D <id> <status>".
 // Result (fd 5, written by the monitor when the init has been reaped):
 //   "X <code> <signal> <utime-us> <stime-us> <maxrss-kib>"
 //   (code -1 when killed by a signal; EOF without X: the monitor was killed)
@@ -69,9 +76,11 @@ export const Tag = {
   SOCKET: 31,
   TOKEN: 32,
   REAPER: 34,
+  HOLD: 35,
+  NAME: 36,
 } as const;
 
-export const Mode = { RUN: 1, PROBE: 2, ADD_PATH: 3, KILL_USER: 4, REMOVE_TREE: 5 } as const;
+export const Mode = { RUN: 1, PROBE: 2, ADD_PATH: 3, KILL_USER: 4, REMOVE_TREE: 5, REMOVE_PATH: 6 } as const;
 
 export const OpCode = {
   mkdir: 1,
@@ -131,13 +140,18 @@ export interface LauncherRequest {
   cgroup?: string;
   newCgroup?: boolean;
   targetPid?: number;
-  source?: string;
+  /** add-path: host sources, one per name. */
+  sources?: string[];
+  /** add-path, remove-path: store path names (one file name each). */
+  names?: string[];
   target?: string;
   storeDir?: string;
   umask?: number;
   killUid?: number;
   /** The init forks the builder and reaps (see the header). */
   reaper?: boolean;
+  /** The init waits for "G" before exec'ing the builder (server mode). */
+  hold?: boolean;
   /** Server mode's first frame: abstract socket name and token. */
   socketName?: string;
   token?: string;
@@ -249,12 +263,14 @@ export function encodeRequest(r: LauncherRequest, context = 'sandbox request'): 
   if (r.cgroup !== undefined) w.str(Tag.CGROUP, 'cgroup path', r.cgroup);
   if (r.newCgroup !== undefined) w.u64(Tag.NEWCGROUP, r.newCgroup);
   if (r.targetPid !== undefined) w.u64(Tag.TARGET_PID, r.targetPid);
-  if (r.source !== undefined) w.str(Tag.SOURCE, 'source path', r.source);
+  for (const s of r.sources ?? []) w.str(Tag.SOURCE, 'source path', s);
+  for (const n of r.names ?? []) w.str(Tag.NAME, 'store path name', n);
   if (r.target !== undefined) w.str(Tag.TARGET, 'target path', r.target);
   if (r.storeDir !== undefined) w.str(Tag.STORE_DIR, 'store directory', r.storeDir);
   if (r.umask !== undefined) w.u64(Tag.UMASK, r.umask);
   if (r.killUid !== undefined) w.u64(Tag.KILL_UID, r.killUid);
   if (r.reaper !== undefined) w.u64(Tag.REAPER, r.reaper);
+  if (r.hold !== undefined) w.u64(Tag.HOLD, r.hold);
   if (r.socketName !== undefined) w.str(Tag.SOCKET, 'socket name', r.socketName);
   if (r.token !== undefined) w.str(Tag.TOKEN, 'token', r.token);
   return w.done();
@@ -266,10 +282,13 @@ export type StatusLine =
   | { kind: 'exec-failed'; message: string }
   | { kind: 'step-ok'; step: string; detail: string }
   | { kind: 'step-failed'; step: string; errno: number; message: string }
+  | { kind: 'held' }
+  | { kind: 'path-current'; index: number }
+  | { kind: 'path-done'; index: number }
   | { kind: 'other'; text: string };
 
 export function parseStatusLine(line: string): StatusLine {
-  const kind = line === 'R' ? 'R' : line.slice(0, 2);
+  const kind = line === 'R' || line === 'H' ? line : line.slice(0, 2);
   const rest = line.slice(2);
   switch (kind) {
     case 'P ': {
@@ -278,6 +297,12 @@ export function parseStatusLine(line: string): StatusLine {
     }
     case 'R':
       return { kind: 'other', text: 'R' };
+    case 'H':
+      return { kind: 'held' };
+    case 'C ':
+    case 'A ':
+      if (/^\d+$/.test(rest)) return { kind: kind === 'C ' ? 'path-current' : 'path-done', index: Number(rest) };
+      return { kind: 'other', text: line };
     case 'E ':
       return { kind: 'error', message: rest };
     case 'B ':

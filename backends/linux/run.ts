@@ -3,15 +3,15 @@
 import { chmodSync, existsSync, lchownSync, lstatSync, readdirSync, renameSync, rmdirSync, rmSync, unlinkSync } from 'node:fs';
 import { chown, mkdir } from 'node:fs/promises';
 import { constants as osConstants } from 'node:os';
-import { basename, join } from 'node:path';
+import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import type { ExitStatus, ResourceUsage, RunningBuild } from '../backend.js';
-import { AddPathFailed, SandboxSetupFailed } from './errors.js';
+import { SandboxSetupFailed } from './errors.js';
+import { addPathsInside } from './inside-paths.js';
 import { ExecFailedBuild } from './exec-failed.js';
 import { requireLauncher } from './launcher-path.js';
 import type { LinuxSandboxSpec, SandboxOp } from './plan.js';
-import { physicalPath } from './plan.js';
-import { encodeRequest, Mode, OpCode, OpFlag, parseResultLine, type LauncherRequest, type WireOp } from './protocol.js';
+import { encodeRequest, Mode, OpCode, OpFlag, parseResultLine, type LauncherRequest, type StatusLine, type WireOp } from './protocol.js';
 import { compileSeccomp } from './seccomp.js';
 import { spawnLauncher, type LauncherProcess } from './spawn.js';
 import { launcherServer, runningLauncherServer } from './server.js';
@@ -91,6 +91,7 @@ export function launcherRequest(spec: LinuxSandboxSpec, seccomp: Buffer | null, 
     env: spec.env,
     dropGroups: spec.dropSupplementaryGroups,
     ...(cgroup ? { cgroup, newCgroup: true } : {}),
+    ...(spec.hold ? { hold: true } : {}),
     umask: 0o022,
   };
 }
@@ -237,11 +238,13 @@ export class LinuxRunningBuild implements RunningBuild {
     sandboxPid: number,
     /** The build's cgroup directory (use-cgroups), or null. */
     readonly cgroup: string | null = null,
+    /** What is visible inside (a held build's, after its additions and removals); default: the plan's. */
+    visible?: Set<string>,
   ) {
     this.pid = proc.pid;
     this.log = proc.log!;
     this.sandboxPid = sandboxPid;
-    this.visible = new Set(spec.visiblePaths);
+    this.visible = visible ?? new Set(spec.visiblePaths);
   }
 
   wait(): Promise<ExitStatus> {
@@ -288,53 +291,44 @@ export class LinuxRunningBuild implements RunningBuild {
 
   /** Makes a store path visible inside the running sandbox (recursive builds). */
   async addPath(storePath: string): Promise<void> {
-    const spec = this.spec;
-    if (this.visible.has(storePath)) return;
-    const ctx = `derivation '${spec.request.drvPath}'`;
-    if (!spec.keepMountNamespace) {
-      throw new AddPathFailed(
-        `${ctx}: cannot add '${storePath}' to the sandbox: the build was not started with recursive-nix (no mount namespace kept)`,
-        { path: storePath },
-      );
-    }
-    const req = encodeRequest(
-      {
-        mode: Mode.ADD_PATH,
-        parentPid: process.pid,
-        cloneFlags: spec.cloneFlags,
-        targetPid: this.pid,
-        source: physicalPath(spec.request, storePath),
-        storeDir: spec.mountedStoreDir,
-        target: spec.chrootStoreDir + '/' + basename(storePath),
-      },
-      ctx,
-    );
-    const p = spawnLauncher(requireLauncher(), req, false);
-    const [lines, exit] = await Promise.all([p.status, p.exited]);
-    const err = lines.find((l) => l.kind === 'error');
-    if (err && err.kind === 'error') {
-      throw new AddPathFailed(`${ctx}: could not add path '${storePath}' to the sandbox: ${err.message}`, { path: storePath });
-    }
-    if (exit.code !== 0) {
-      throw new AddPathFailed(`${ctx}: could not add path '${storePath}' to the sandbox (helper exit ${exit.code ?? exit.signal})`, {
-        path: storePath,
-      });
-    }
-    this.visible.add(storePath);
+    await addPathsInside(this.spec, this.pid, [storePath], this.visible);
   }
 }
 
+/** The request and cgroup of one build, before the chroot is prepared. */
+function prepareRequest(spec: LinuxSandboxSpec): { request: Buffer; cgroup: string | null } {
+  const bpf = spec.seccomp ? compileSeccomp(spec.seccomp).bpf : null;
+  const cgroup = spec.namespaces.cgroup ? createBuildCgroup(spec.request.drvPath) : null;
+  try {
+    return { request: encodeRequest(launcherRequest(spec, bpf, cgroup ?? undefined), `derivation '${spec.request.drvPath}'`), cgroup };
+  } catch (e) {
+    if (cgroup) void destroyCgroup(cgroup);
+    throw e;
+  }
+}
 
 export async function startLinux(spec: LinuxSandboxSpec): Promise<RunningBuild> {
   const launcher = requireLauncher();
-  const bpf = spec.seccomp ? compileSeccomp(spec.seccomp).bpf : null;
-  const cgroup = spec.namespaces.cgroup ? createBuildCgroup(spec.request.drvPath) : null;
-  const request = encodeRequest(launcherRequest(spec, bpf, cgroup ?? undefined), `derivation '${spec.request.drvPath}'`);
+  const { request, cgroup } = prepareRequest(spec);
   await prepareChroot(spec);
   // DRVBOX_LAUNCHER_ONESHOT=1: one launcher process per build (no server).
   const oneShot = process.env.DRVBOX_LAUNCHER_ONESHOT === '1';
   const proc = oneShot ? spawnLauncher(launcher, request, true) : await launcherServer(launcher).start(request);
-  const lines = await proc.status;
+  return outcome(spec, proc, await proc.status, cgroup);
+}
+
+/**
+ * What the status lines up to exec say: the running build, a build whose
+ * builder could not be executed, or a setup failure (thrown). Shared by
+ * start() and a held build's release().
+ */
+export async function outcome(
+  spec: LinuxSandboxSpec,
+  proc: LauncherProcess,
+  lines: StatusLine[],
+  cgroup: string | null,
+  visible?: Set<string>,
+): Promise<RunningBuild> {
   const execFailed = lines.find((l) => l.kind === 'exec-failed');
   if (execFailed && execFailed.kind === 'exec-failed') {
     // The sandbox was set up; the builder could not be run: a build failure.
@@ -345,20 +339,36 @@ export async function startLinux(spec: LinuxSandboxSpec): Promise<RunningBuild> 
   }
   const err = lines.find((l) => l.kind === 'error');
   const pidLine = lines.find((l) => l.kind === 'pid');
-  if (err || !pidLine || pidLine.kind !== 'pid') {
-    proc.log?.resume();
-    const exit = await proc.exited;
-    if (cgroup) await destroyCgroup(cgroup);
-    const message =
-      err && err.kind === 'error'
-        ? err.message
-        : `the launcher exited (${exit.code ?? exit.signal}) without starting the builder`;
-    throw new SandboxSetupFailed(
-      `while setting up the build environment for '${spec.request.drvPath}': ${message}`,
-      { drvPath: spec.request.drvPath, detail: message },
-    );
-  }
-  return new LinuxRunningBuild(spec, proc, pidLine.pid, cgroup);
+  if (err || !pidLine || pidLine.kind !== 'pid') return setupFailed(spec, proc, lines, cgroup);
+  return new LinuxRunningBuild(spec, proc, pidLine.pid, cgroup, visible);
+}
+
+/** A setup failure of the sandbox (no builder ran): the launcher is waited for, the cgroup removed. */
+export async function setupFailed(spec: LinuxSandboxSpec, proc: LauncherProcess, lines: StatusLine[], cgroup: string | null): Promise<never> {
+  proc.log?.resume();
+  const exit = await proc.exited;
+  if (cgroup) await destroyCgroup(cgroup);
+  const err = lines.find((l) => l.kind === 'error');
+  const message =
+    err && err.kind === 'error' ? err.message : `the launcher exited (${exit.code ?? exit.signal}) without starting the builder`;
+  throw new SandboxSetupFailed(`while setting up the build environment for '${spec.request.drvPath}': ${message}`, {
+    drvPath: spec.request.drvPath,
+    detail: message,
+  });
+}
+
+/** Sets a sandbox up for startHeld(): resolves once the init waits for release (see held.ts). */
+export async function startHeldLauncher(
+  spec: LinuxSandboxSpec,
+): Promise<{ proc: LauncherProcess; sandboxPid: number; cgroup: string | null }> {
+  const launcher = requireLauncher();
+  const { request, cgroup } = prepareRequest(spec);
+  await prepareChroot(spec);
+  const proc = await launcherServer(launcher).start(request);
+  const lines = await proc.held!;
+  const pidLine = lines.find((l) => l.kind === 'pid');
+  if (!lines.some((l) => l.kind === 'held') || !pidLine || pidLine.kind !== 'pid') return setupFailed(spec, proc, lines, cgroup);
+  return { proc, sandboxPid: pidLine.pid, cgroup };
 }
 
 /**

@@ -21,6 +21,12 @@ interface Spare {
 /** How many connected spare monitors to keep (each ~1 MiB, idle). */
 const SPARES = 2;
 
+/** How a job of the server ended: exit status (null: the server died) and its status lines. */
+export interface JobResult {
+  status: number | null;
+  lines: StatusLine[];
+}
+
 export class LauncherServer {
   private readonly child: ChildProcess;
   private readonly frames: Writable;
@@ -31,8 +37,8 @@ export class LauncherServer {
   private readonly connecting = new Map<number, Spare>();
   /** Connected spares, ready for a request. */
   private readonly idle: Spare[] = [];
-  /** removeTree() calls waiting for their remover, by frame id. */
-  private readonly removals = new Map<number, (status: number | null) => void>();
+  /** Jobs (removeTree, add-path, remove-path) waiting for their child, by frame id. */
+  private readonly removals = new Map<number, { lines: StatusLine[]; done: (r: JobResult) => void }>();
   /** start() calls waiting for a spare. */
   private readonly waiters: { take: (s: Spare) => void; fail: (e: Error) => void }[] = [];
   private nextId = 1;
@@ -59,9 +65,14 @@ export class LauncherServer {
         buf = buf.slice(nl + 1);
         const d = /^D (\d+) (\d+)$/.exec(line);
         if (d) {
-          const done = this.removals.get(Number(d[1]));
+          const job = this.removals.get(Number(d[1]));
           this.removals.delete(Number(d[1]));
-          done?.(Number(d[2]));
+          job?.done({ status: Number(d[2]), lines: job.lines });
+          continue;
+        }
+        const s = /^M (\d+) (.*)$/.exec(line);
+        if (s) {
+          this.removals.get(Number(s[1]))?.lines.push(parseStatusLine(s[2]!));
           continue;
         }
         // A spare could not connect back: nothing else will work either.
@@ -86,7 +97,7 @@ export class LauncherServer {
     for (const w of this.waiters.splice(0)) w.fail(e);
     const removals = [...this.removals.values()];
     this.removals.clear();
-    for (const done of removals) done(null);
+    for (const job of removals) job.done({ status: null, lines: job.lines });
     for (const s of [...this.idle.splice(0), ...this.connecting.values()]) {
       s.control?.destroy();
       s.logSock?.destroy();
@@ -196,14 +207,27 @@ export class LauncherServer {
    * stays alive until it resolves, so no removal is cut short at exit.
    */
   removeTree(path: string): Promise<number | null> {
-    if (this.dead) return Promise.resolve(null);
     const request = encodeRequest({ mode: Mode.REMOVE_TREE, target: path }, `removing '${path}'`);
+    return this.job(request).then((r) => r.status);
+  }
+
+  /**
+   * Runs one request of mode REMOVE_TREE, ADD_PATH or REMOVE_PATH in a child
+   * the server forks for it (about a millisecond, against a launcher spawned
+   * from node). Resolves with its exit status (null: the server died first)
+   * and its status lines.
+   */
+  job(request: Buffer): Promise<JobResult> {
+    if (this.dead) return Promise.resolve({ status: null, lines: [] });
     const id = this.nextId++;
     this.hold();
     return new Promise((resolve) => {
-      this.removals.set(id, (status) => {
-        this.release();
-        resolve(status);
+      this.removals.set(id, {
+        lines: [],
+        done: (r) => {
+          this.release();
+          resolve(r);
+        },
       });
       this.frames.write(frame(id, request));
     });
@@ -231,13 +255,17 @@ export class LauncherServer {
     const statusLines: StatusLine[] = [];
     let resolveStatus!: (l: StatusLine[]) => void;
     let resolveResult!: (s: string) => void;
+    let resolveHeld!: (l: StatusLine[]) => void;
     const status = new Promise<StatusLine[]>((r) => (resolveStatus = r));
+    // A held build's lines up to "H", or all of them when it never got there.
+    const held = new Promise<StatusLine[]>((r) => (resolveHeld = r));
     const result = new Promise<string>((r) => (resolveResult = r));
     let monitorPid = 0;
     let closed = false;
     const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
       control.on('close', () => {
         closed = true;
+        resolveHeld(statusLines);
         if (!statusDone) resolveStatus(statusLines);
         resolveResult('');
         this.release();
@@ -251,6 +279,10 @@ export class LauncherServer {
       result,
       exited,
       alive: () => !closed,
+      held,
+      go: () => {
+        if (!closed) control.write('G\n');
+      },
       kill: (sig) => {
         if (closed) return;
         if (sig === 'SIGKILL' && monitorPid > 0) {
@@ -286,8 +318,10 @@ export class LauncherServer {
           continue;
         }
         statusLines.push(s);
+        if (s.kind === 'held') resolveHeld([...statusLines]);
         if (s.kind === 'error' || s.kind === 'exec-failed') {
           statusDone = true;
+          resolveHeld(statusLines);
           resolveStatus(statusLines);
         }
       }

@@ -18,6 +18,10 @@ export interface LauncherProcess {
   alive(): boolean;
   /** SIGTERM: the monitor kills the sandbox and reports; SIGKILL: the monitor dies (and the sandbox with it). */
   kill(sig: 'SIGTERM' | 'SIGKILL'): void;
+  /** Server mode, a HOLD request: the status lines up to "H" (without it: the setup failed or the monitor died). */
+  held?: Promise<StatusLine[]>;
+  /** Server mode, a HOLD request: starts the held builder. */
+  go?(): void;
 }
 
 function readAll(stream: Readable | null | undefined): Promise<string> {
