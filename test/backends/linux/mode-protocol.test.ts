@@ -119,6 +119,11 @@ describe('launcher protocol', () => {
     assert.deepEqual(parseStatusLine('E executing x: No such file'), { kind: 'error', message: 'executing x: No such file' });
     assert.deepEqual(parseStatusLine('S proc ok'), { kind: 'step-ok', step: 'proc', detail: 'ok' });
     assert.deepEqual(parseStatusLine('F uid_map 1 Operation not permitted'), { kind: 'step-failed', step: 'uid_map', errno: 1, message: 'Operation not permitted' });
+    assert.deepEqual(parseStatusLine('H'), { kind: 'held' });
+    assert.deepEqual(parseStatusLine('C 2'), { kind: 'path-current', index: 2 });
+    assert.deepEqual(parseStatusLine('A 0'), { kind: 'path-done', index: 0 });
+    assert.deepEqual(parseStatusLine('A x'), { kind: 'other', text: 'A x' });
+    assert.deepEqual(parseStatusLine('H x'), { kind: 'other', text: 'H x' });
     assert.deepEqual(parseResultLine('X 3 0 1500 250 1452\n'), { code: 3, signal: null, cpuUserUs: 1500, cpuSystemUs: 250, maxRssKiB: 1452 });
     assert.deepEqual(parseResultLine('X -1 9 0 0 0\n'), { code: null, signal: 9, cpuUserUs: 0, cpuSystemUs: 0, maxRssKiB: 0 });
     assert.equal(parseResultLine(''), null);
