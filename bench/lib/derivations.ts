@@ -11,6 +11,8 @@ import { NarWriter } from '../../src/format/nar-writer.js';
 import { hashPlaceholder } from '../../src/format/store-path.js';
 
 export const STORE_DIR = '/nix/store';
+/** What runs a script: the builder and the arguments before `-c SCRIPT`. */
+export const DEFAULT_SHELL: readonly string[] = ['/bin/sh'];
 export const SYSTEM = `${process.arch === 'arm64' ? 'aarch64' : 'x86_64'}-linux`;
 
 export interface DrvSpec {
@@ -23,10 +25,24 @@ export interface DrvSpec {
   contentAddressed?: boolean;
 }
 
+export interface SetOptions {
+  /** The logical store dir the paths are made for (default /nix/store). */
+  storeDir?: string;
+  /** Builder and leading arguments (default /bin/sh: busybox in the sandbox). */
+  shell?: readonly string[];
+}
+
 export class DrvSet {
   private readonly drvs = new Map<string, Derivation>();
   private readonly order: string[] = [];
   private readonly resolve: DerivationResolver = (p) => this.drvs.get(p);
+  readonly storeDir: string;
+  private readonly shell: readonly string[];
+
+  constructor(o: SetOptions = {}) {
+    this.storeDir = o.storeDir ?? STORE_DIR;
+    this.shell = o.shell ?? DEFAULT_SHELL;
+  }
 
   /** Adds a derivation; returns its .drv path. */
   add(s: DrvSpec): string {
@@ -38,7 +54,7 @@ export class DrvSet {
       script = script.replaceAll(`@IN${i}@`, path);
     });
     const env = new Map<string, string>([
-      ['builder', '/bin/sh'],
+      ['builder', this.shell[0]!],
       ['name', s.name],
       ['system', SYSTEM],
     ]);
@@ -56,11 +72,11 @@ export class DrvSet {
         inputDrvs: new Map(inputs.map((p) => [p, new Set(['out'])])),
         inputSrcs: new Set(),
         platform: SYSTEM,
-        builder: '/bin/sh',
-        args: ['-c', script],
+        builder: this.shell[0]!,
+        args: [...this.shell.slice(1), '-c', script],
         env,
       },
-      { storeDir: STORE_DIR, resolve: this.resolve },
+      { storeDir: this.storeDir, resolve: this.resolve },
     );
     if (!this.drvs.has(done.drvPath)) {
       this.drvs.set(done.drvPath, done.drv);
@@ -82,7 +98,7 @@ export class DrvSet {
     const parts: Uint8Array[] = [];
     for (const p of this.order) {
       const drv = this.drvs.get(p)!;
-      if (derivationPath(drv, STORE_DIR) !== p) throw new Error(`internal: ${p} changed`);
+      if (derivationPath(drv, this.storeDir) !== p) throw new Error(`internal: ${p} changed`);
       const text = printDerivationBytes(drv);
       parts.push(exportPathStart());
       parts.push(
@@ -92,27 +108,35 @@ export class DrvSet {
           { type: 'regularEnd' },
         ]),
       );
-      parts.push(exportEntryTrailer({ path: p, references: [...drv.inputDrvs.keys(), ...drv.inputSrcs], deriver: null }, STORE_DIR));
+      parts.push(exportEntryTrailer({ path: p, references: [...drv.inputDrvs.keys(), ...drv.inputSrcs], deriver: null }, this.storeDir));
     }
     parts.push(exportStreamEnd());
     return Buffer.concat(parts);
   }
 }
 
+export interface ShapeOptions extends SetOptions {
+  /** Shell commands the target's script runs last (after writing $out). */
+  targetTail?: string;
+}
+
+const tail = (o: ShapeOptions): string => (o.targetTail ? `; ${o.targetTail}` : '');
+
 /** `leaves` trivial derivations and one root that depends on all of them. */
-export function wideDag(leaves: number, tag = 'wide'): { set: DrvSet; target: string } {
-  const set = new DrvSet();
+export function wideDag(leaves: number, tag = 'wide', o: ShapeOptions = {}): { set: DrvSet; target: string } {
+  const set = new DrvSet(o);
   const ls = Array.from({ length: leaves }, (_, i) => set.add({ name: `${tag}-${i}`, script: `echo ${i} > $out` }));
-  const target = set.add({ name: `${tag}-root`, script: `echo ${ls.map((_, i) => `@IN${i}@`).join(' ')} > $out`, inputs: ls });
+  const target = set.add({ name: `${tag}-root`, script: `echo ${ls.map((_, i) => `@IN${i}@`).join(' ')} > $out${tail(o)}`, inputs: ls });
   return { set, target };
 }
 
 /** A chain of `n` derivations, each depending on the one before. */
-export function chain(n: number, tag = 'chain'): { set: DrvSet; target: string } {
-  const set = new DrvSet();
+export function chain(n: number, tag = 'chain', o: ShapeOptions = {}): { set: DrvSet; target: string } {
+  const set = new DrvSet(o);
   let prev: string | null = null;
   for (let i = 1; i <= n; i++) {
-    prev = set.add({ name: `${tag}-${i}`, script: prev ? `echo ${i} @IN0@ > $out` : `echo ${i} > $out`, inputs: prev ? [prev] : [] });
+    const last = i === n ? tail(o) : '';
+    prev = set.add({ name: `${tag}-${i}`, script: (prev ? `echo ${i} @IN0@ > $out` : `echo ${i} > $out`) + last, inputs: prev ? [prev] : [] });
   }
   return { set, target: prev! };
 }

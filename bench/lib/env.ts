@@ -2,6 +2,13 @@
 // and store under the run's temp dir: drvbox through DRVBOX_CONFIG and
 // --store ROOT, Nix through its own NIX_CONF_DIR and --store ROOT (never the
 // system store or the host's nix.conf), both with busybox as /bin/sh.
+//
+// A `--store ROOT` store is diverted (logical /nix/store, physical
+// ROOT/nix/store) and both tools then sandbox every build whatever `sandbox`
+// says. `realStoreRoot` gives a store whose logical dir is its physical one,
+// ROOT/nix/store (state in ROOT/nix/var/nix, logs in ROOT/nix/var/log/nix):
+// drvbox through --store-dir, Nix through a `local?store=…` URI. Derivations
+// for it must be made for that store dir.
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -34,7 +41,7 @@ export function cleanEnv(): NodeJS.ProcessEnv {
 }
 
 export interface Tool {
-  /** The store root (chroot-style: ROOT/nix/store). */
+  /** The store root: paths are in ROOT/nix/store (chroot-style, or the real store dir with realStoreRoot). */
   root: string;
   env: NodeJS.ProcessEnv;
   run(args: readonly string[], o?: Partial<RunOptions>): ProcResult;
@@ -42,12 +49,20 @@ export interface Tool {
 
 export interface DrvboxOptions {
   sandbox: boolean;
+  /** A non-diverted store: ROOT/nix/store is both the logical and the physical store dir. */
+  realStoreRoot?: string;
+}
+
+/** The logical (and physical) store dir of a realStoreRoot store. */
+export function realStoreDir(root: string): string {
+  return join(root, 'nix', 'store');
 }
 
 /** drvbox with its own config file and store root under `dir`. */
 /** `entry`: another build of the CLI (the profiled runs use the unbundled one). */
 export function drvboxTool(dir: string, o: DrvboxOptions, extraArgs: readonly string[] = [], entry = drvboxEntry()): Tool {
-  const root = join(dir, 'drvbox-root');
+  const root = o.realStoreRoot ?? join(dir, 'drvbox-root');
+  const storeArgs = o.realStoreRoot ? ['--store-dir', realStoreDir(o.realStoreRoot)] : ['--store', root];
   const home = join(dir, 'drvbox-home');
   mkdirSync(home, { recursive: true });
   const conf = join(dir, 'drvbox.conf');
@@ -59,7 +74,7 @@ export function drvboxTool(dir: string, o: DrvboxOptions, extraArgs: readonly st
   return {
     root,
     env,
-    run: (args, ro = {}) => run(process.execPath, [...extraArgs, entry, '--store', root, ...args], { env, ...ro }),
+    run: (args, ro = {}) => run(process.execPath, [...extraArgs, entry, ...storeArgs, ...args], { env, ...ro }),
   };
 }
 
@@ -72,9 +87,13 @@ export function nixAvailable(): boolean {
   return which('nix-build') !== null && which('nix-store') !== null;
 }
 
-/** Nix 2.8 isolated as test/helpers/nix.ts does: own NIX_CONF_DIR, HOME and --store ROOT. */
-export function nixTool(dir: string, o: { sandbox: boolean }): NixTool {
-  const root = join(dir, 'nix-root');
+/** Nix 2.8 isolated as test/helpers/nix.ts does: own NIX_CONF_DIR, HOME and --store ROOT (or the realStoreRoot store). */
+export function nixTool(dir: string, o: { sandbox: boolean; realStoreRoot?: string }): NixTool {
+  const root = o.realStoreRoot ?? join(dir, 'nix-root');
+  // Nix 2.8's local store: `store` is the logical dir, the physical one defaults to it without `root`.
+  const store = o.realStoreRoot
+    ? `local?store=${realStoreDir(root)}&state=${join(root, 'nix', 'var', 'nix')}&log=${join(root, 'nix', 'var', 'log', 'nix')}`
+    : root;
   const confDir = join(dir, 'nix-conf');
   const home = join(dir, 'nix-home');
   mkdirSync(confDir, { recursive: true });
@@ -93,6 +112,6 @@ export function nixTool(dir: string, o: { sandbox: boolean }): NixTool {
     ].join('\n'),
   );
   const env: NodeJS.ProcessEnv = { ...cleanEnv(), NIX_CONF_DIR: confDir, HOME: home, XDG_CACHE_HOME: join(home, '.cache'), NIX_PATH: '', TMPDIR: dir };
-  const cmd: NixTool['cmd'] = (c, args, ro = {}) => run(c, ['--store', root, ...args], { env, ...ro });
+  const cmd: NixTool['cmd'] = (c, args, ro = {}) => run(c, ['--store', store, ...args], { env, ...ro });
   return { root, env, cmd, run: (args, ro) => cmd('nix-build', args, ro) };
 }

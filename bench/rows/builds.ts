@@ -2,12 +2,12 @@
 // tools alternating: (1) a wide DAG and (3) its no-op rebuild, (2) a chain,
 // the same unsandboxed (issue 3), and (8) a 1,000-derivation DAG with
 // drvbox's own CPU per derivation and where it goes.
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { freshDir, missingPeer, type BenchContext } from '../lib/context.js';
-import { bigOutput, chain, layeredDag, wideDag, type DrvSet } from '../lib/derivations.js';
-import { drvboxTool, nixAvailable, nixTool, REPO } from '../lib/env.js';
+import { bigOutput, chain, layeredDag, wideDag, type DrvSet, type ShapeOptions } from '../lib/derivations.js';
+import { BUSYBOX, drvboxTool, nixAvailable, nixTool, realStoreDir, REPO } from '../lib/env.js';
 import { summariseProfileDir } from '../lib/profile.js';
 import { check, side, type RowResult } from '../lib/report.js';
 import { alternate, median, summarize } from '../lib/stats.js';
@@ -36,6 +36,25 @@ interface BuildOpts {
   /** drvbox only: extra arguments and environment (variants). */
   extraArgs?: string[];
   extraEnv?: NodeJS.ProcessEnv;
+  /** Both tools build in this non-diverted store instead of a fresh diverted one (issue 3's unsandboxed rows). */
+  realStore?: RealStore;
+}
+
+/**
+ * A store whose logical dir is its physical one, ROOT/nix/store, so that
+ * neither tool is forced into a sandbox. The derivations name ROOT, so every
+ * build uses the same ROOT: it is moved into the build's fresh dir after
+ * each build (a rename: nothing is freed before the end of the run).
+ */
+interface RealStore {
+  root: string;
+  /** Throws unless the target's output shows an unsandboxed build under `tmpDir`. */
+  verify(who: string, outPath: string, tmpDir: string): void;
+}
+
+/** Moves the shared real store aside (see RealStore); the next build starts with none. */
+function retireRealStore(rs: RealStore | undefined, dir: string): void {
+  if (rs && existsSync(rs.root)) renameSync(rs.root, join(dir, 'real-store-used'));
 }
 
 function lastLine(b: Buffer): string {
@@ -45,12 +64,14 @@ function lastLine(b: Buffer): string {
 function drvboxBuild(ctx: BenchContext, stream: Buffer, target: string, o: BuildOpts): Sample {
   const dir = freshDir(ctx, 'drvbox');
   try {
-    const t = drvboxTool(dir, { sandbox: o.sandbox }, o.ownCpu ? ['--import', CPU_REPORT] : []);
+    if (o.realStore && o.profileDir) throw new Error('internal: a profiled run needs a second store, which a real store dir cannot give');
+    const t = drvboxTool(dir, { sandbox: o.sandbox, ...(o.realStore ? { realStoreRoot: o.realStore.root } : {}) }, o.ownCpu ? ['--import', CPU_REPORT] : []);
     t.run(['store', 'import'], { input: stream });
     const args = ['build', '-j', String(o.jobs ?? ctx.jobs), '--quiet', ...(o.extraArgs ?? []), target];
     const cpuFile = join(dir, 'cpu.json');
     const b = t.run(args, { usage: true, treeCpu: true, env: { ...t.env, ...o.extraEnv, DRVBOX_BENCH_CPU_OUT: cpuFile } });
     const s: Sample = { ms: b.ms, rssMB: b.peakRssMB, treeCpuMs: b.treeCpuMs, out: lastLine(b.stdout) };
+    o.realStore?.verify('drvbox', s.out, dir);
     if (o.ownCpu && existsSync(cpuFile)) {
       const u = JSON.parse(readFileSync(cpuFile, 'utf8')) as { userMs: number; sysMs: number };
       s.ownCpuMs = u.userMs + u.sysMs;
@@ -71,6 +92,7 @@ function drvboxBuild(ctx: BenchContext, stream: Buffer, target: string, o: Build
     }
     return s;
   } finally {
+    retireRealStore(o.realStore, dir);
     keepUntilEnd(dir);
   }
 }
@@ -78,11 +100,12 @@ function drvboxBuild(ctx: BenchContext, stream: Buffer, target: string, o: Build
 function nixBuild(ctx: BenchContext, stream: Buffer, target: string, o: BuildOpts): Sample {
   const dir = freshDir(ctx, 'nix');
   try {
-    const n = nixTool(dir, { sandbox: o.sandbox });
+    const n = nixTool(dir, { sandbox: o.sandbox, ...(o.realStore ? { realStoreRoot: o.realStore.root } : {}) });
     n.cmd('nix-store', ['--import'], { input: stream });
     const args = ['-j', String(o.jobs ?? ctx.jobs), '--no-out-link', target];
     const b = n.run(args, { usage: true, treeCpu: true });
     const s: Sample = { ms: b.ms, rssMB: b.peakRssMB, treeCpuMs: b.treeCpuMs, out: lastLine(b.stdout) };
+    o.realStore?.verify('Nix', s.out, dir);
     if (o.noop) {
       const r = n.run(args, { usage: true });
       s.noopMs = r.ms;
@@ -90,6 +113,7 @@ function nixBuild(ctx: BenchContext, stream: Buffer, target: string, o: BuildOpt
     }
     return s;
   } finally {
+    retireRealStore(o.realStore, dir);
     keepUntilEnd(dir);
   }
 }
@@ -116,7 +140,7 @@ async function pairRuns(ctx: BenchContext, what: string, set: DrvSet, target: st
   const stream = set.exportStream();
   const res: Pair = { drvbox: [], nix: [] };
   // One unmeasured drvbox build first (small sets only): the page cache is not what the row is about.
-  if (set.size <= 200) drvboxBuild(ctx, stream, target, { sandbox: o.sandbox });
+  if (set.size <= 200) drvboxBuild(ctx, stream, target, { sandbox: o.sandbox, ...(o.realStore ? { realStore: o.realStore } : {}) });
   const { profileDir, ...plain } = o;
   const fns = [
     () => {
@@ -146,6 +170,41 @@ function buildRow(id: string, n: string, title: string, p: Pair, target: number,
     checks: [check('time vs Nix', withNix ? median(d) / median(x) : null, '×', target)],
     missing: withNix ? [] : [missingPeer('nix')],
     notes: [],
+  };
+}
+
+/**
+ * Issue 3's store: ROOT/nix/store under the run's temp dir, logical and
+ * physical, for both tools. Busybox sh is the builder: unsandboxed, /bin/sh
+ * is the host's (dash here) and PATH is unset, so only busybox's applets make
+ * `cat` work. The target appends its build dir and a host file outside its
+ * closure; `verify` fails the row unless both show an unsandboxed build.
+ */
+function unsandboxedStore(ctx: BenchContext): { storeDir: string; realStore: RealStore; shape: ShapeOptions } {
+  const root = join(ctx.tmp, 'u');
+  const probe = join(ctx.tmp, 'host-file');
+  const token = 'outside-the-closure';
+  writeFileSync(probe, token + '\n');
+  const verify = (who: string, outPath: string, tmpDir: string): void => {
+    if (!outPath.startsWith(realStoreDir(root) + '/')) throw new Error(`${who} printed '${outPath}', not a path in ${realStoreDir(root)}`);
+    const lines = readFileSync(outPath, 'utf8').split('\n');
+    const top = lines.find((l) => l.startsWith('build-top='))?.slice('build-top='.length) ?? '(none)';
+    const sawHost = lines.includes(token);
+    if (!top.startsWith(join(tmpDir, 'nix-build-')) || !sawHost) {
+      throw new Error(
+        `${who} did not build unsandboxed: ${outPath} says NIX_BUILD_TOP was '${top}' (wanted ${tmpDir}/nix-build-…) and the builder ` +
+          (sawHost ? 'read' : 'could not read') + ` the host file ${probe}`,
+      );
+    }
+  };
+  return {
+    storeDir: realStoreDir(root),
+    realStore: { root, verify },
+    shape: {
+      storeDir: realStoreDir(root),
+      shell: [BUSYBOX, 'sh'],
+      targetTail: `echo "build-top=$NIX_BUILD_TOP" >> $out; cat ${probe} >> $out 2>/dev/null || echo no-host-file >> $out`,
+    },
   };
 }
 
@@ -183,14 +242,21 @@ export async function buildRows(ctx: BenchContext, want: (id: string) => boolean
     rows.push(buildRow('chain', '2', `chain of ${len} sandboxed derivations, fresh stores`, p, 0.6, withNix, `${nixJ} (sandbox)`));
   }
   if (want('unsandboxed')) {
+    // Issue 3: sandbox = false on both sides, in a store that does not force a sandbox.
+    const u = unsandboxedStore(ctx);
     const leaves = ctx.quick ? 50 : 100;
-    const w = wideDag(leaves, 'uwide');
-    const pw = await pairRuns(ctx, `unsandboxed wide DAG of ${leaves}`, w.set, w.target, rounds, { sandbox: false }, withNix);
-    rows.push(buildRow('unsandboxed-wide', 'i3', `wide DAG of ${leaves}, unsandboxed (--sandbox false / sandbox = false)`, pw, 0.7, withNix, `${nixJ} (sandbox = false)`));
+    const w = wideDag(leaves, 'uwide', u.shape);
+    const pw = await pairRuns(ctx, `unsandboxed wide DAG of ${leaves}`, w.set, w.target, rounds, { sandbox: false, realStore: u.realStore }, withNix);
+    const where = `store dir ${u.storeDir} on both sides, busybox sh builder`;
+    const rw = buildRow('unsandboxed-wide', 'i3', `wide DAG of ${leaves} trivial derivations + root, unsandboxed (sandbox = false), fresh stores, -j${ctx.jobs}`, pw, 0.7, withNix, `${nixJ} (sandbox = false)`);
+    rw.notes.push(`${where}; every build's target checked: built in the host's TMPDIR, read a host file outside its closure`);
+    rows.push(rw);
     const len = ctx.quick ? 15 : 30;
-    const c = chain(len, 'uchain');
-    const pc = await pairRuns(ctx, `unsandboxed chain of ${len}`, c.set, c.target, rounds, { sandbox: false }, withNix);
-    rows.push(buildRow('unsandboxed-chain', 'i3', `chain of ${len}, unsandboxed`, pc, 0.7, withNix, `${nixJ} (sandbox = false)`));
+    const c = chain(len, 'uchain', u.shape);
+    const pc = await pairRuns(ctx, `unsandboxed chain of ${len}`, c.set, c.target, rounds, { sandbox: false, realStore: u.realStore }, withNix);
+    const rc = buildRow('unsandboxed-chain', 'i3', `chain of ${len} derivations, unsandboxed (sandbox = false), fresh stores`, pc, 0.7, withNix, `${nixJ} (sandbox = false)`);
+    rc.notes.push(`${where}; every build's last link checked as above`);
+    rows.push(rc);
   }
   for (const ca of [false, true]) {
     if (!want(ca ? 'ca' : 'big')) continue;
