@@ -14,6 +14,8 @@
  *      "E <message>\n" once on a fatal setup error, or "B <message>\n" when
  *      the builder itself cannot be executed; probe mode writes
  *      "S <step> <detail>\n" / "F <step> <errno> <message>\n" lines
+ *      A held request (HOLD, server mode) reports "H\n" once set up and
+ *      execs only on "G" from drvbox (see wait_for_release, wait_release)
  *   5  result: "X <code> <signal> <utime-us> <stime-us> <maxrss-kib>\n"
  *      written by the monitor when the sandbox's init has been reaped
  *
