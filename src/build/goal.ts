@@ -223,13 +223,6 @@ export interface GoalInput {
  */
 export interface GoalPrestart {
   inputsReady: Promise<void>;
-  /**
-   * Valid store paths the missing inputs may refer to (the input closures
-   * of the derivations still building them): bound into a held sandbox
-   * ahead of time; those that turn out not to be in the closure are
-   * removed before the builder starts.
-   */
-  speculativeInputs: readonly string[];
 }
 
 const SIGNAL_TEXT: Record<string, string> = {
@@ -712,11 +705,9 @@ export async function runGoal(g: GoalInput): Promise<GoalResult> {
       rooted.push(o.scratchPath);
       if (o.finalPath) rooted.push(o.finalPath);
     }
-    // Held: the inputs the builders still running may refer to, bound now; removed at release if not needed.
-    const speculative = holdable ? prestart!.speculativeInputs.filter((p) => !roots.includes(p) && isValid(p)) : [];
-    rooted.push(...speculative);
     await Promise.all(rooted.map((p) => store.addTempRoot(p)));
-    let inputClosure = store.computeClosure([...roots, ...speculative]);
+    // Held: the closure of the inputs there so far (always part of the final one).
+    let inputClosure = store.computeClosure(roots);
 
     log = await logOpening;
     const addedPaths = new Set<string>();
@@ -847,14 +838,13 @@ export async function runGoal(g: GoalInput): Promise<GoalResult> {
             // Set up again the ordinary way below, where a real problem shows.
           }
           await awaitInputs();
-          inputClosure = store.computeClosure(inputRoots(store, drvPath, drv));
+          const allRoots = inputRoots(store, drvPath, drv);
+          await Promise.all(allRoots.filter((p) => !roots.includes(p)).map((p) => store.addTempRoot(p)));
+          inputClosure = store.computeClosure(allRoots);
           const h = held as HeldBuild | null;
           if (h) {
-            // Now exactly the input closure, as a sandbox started now would have.
-            const closure = inputClosure;
-            const extra = speculative.filter((p) => !closure.has(p) && h.visible.has(p));
-            if (extra.length > 0) await h.removePaths(extra);
-            const missing = [...closure].filter((p) => !h.visible.has(p)).sort();
+            // Now the whole input closure, as a sandbox started now would have.
+            const missing = [...inputClosure].filter((p) => !h.visible.has(p)).sort();
             if (missing.length > 0) await h.addPaths(missing);
           } else {
             holding = false;

@@ -346,19 +346,6 @@ async function runDag(todo: Node[], goals: Map<string, GoalResult>, failures: Fa
     !resolveMod.needsResolution(d.drv) &&
     running < settings.maxJobs &&
     [...d.deps].every((x) => x.state !== 'waiting' && !x.prestart);
-  /** Store paths the outputs of `d`'s running inputs may refer to: their own input closures. */
-  const speculativeInputs = (d: Node): string[] => {
-    const paths = new Set<string>();
-    for (const x of d.deps) {
-      if (x.state !== 'running') continue;
-      try {
-        for (const p of store.computeClosure(goalMod.inputRoots(store, x.drvPath, x.drv))) paths.add(p);
-      } catch {
-        // (a resolved derivation's inputs): nothing ahead of time
-      }
-    }
-    return [...paths].sort();
-  };
   const prestartDependents = (node: Node) => {
     for (const d of node.dependents) if (canPrestart(d)) prestartNode(d);
   };
@@ -494,7 +481,7 @@ async function runDag(todo: Node[], goals: Map<string, GoalResult>, failures: Fa
     });
     inputsReady.catch(() => {});
     d.prestart = { go, stop };
-    start(d, { inputsReady, speculativeInputs: speculativeInputs(d) });
+    start(d, { inputsReady });
   };
 
   const goalFor = (drvPath: string, drv: Derivation, node: Node, prestart?: GoalPrestart) =>
