@@ -82,6 +82,15 @@ describe('rootless: npx drvbox build on the embedded default store', () => {
     assert.equal(again.stdout, r.stdout);
   });
 
+  test('examples/dependency.json with -j2: the dependent, prestarted (its sandbox held) while its input builds, reads it', () => {
+    const r = npx(['build', '-j', '2', 'examples/dependency.json']);
+    assert.equal(r.status, 0, r.stderr);
+    const outs = r.stdout.trim().split('\n');
+    assert.equal(outs.length, 2, r.stdout);
+    const use = outs.find((p) => p.endsWith('-use-greeting'))!;
+    assert.equal(readFileSync(storeFile(use), 'utf8'), 'Hello from a dependency, read by use-greeting\n');
+  });
+
   test('the builder ran in the sandbox: /build, uid 1000 mapped to the user, hostname localhost', () => {
     const file = join(checkout, 'where.json');
     const script = 'read -r m < /proc/self/uid_map; read -r h < /proc/sys/kernel/hostname; echo "$NIX_BUILD_TOP $PWD $h" > $out; echo $m >> $out';
