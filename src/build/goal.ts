@@ -705,7 +705,7 @@ export async function runGoal(g: GoalInput): Promise<GoalResult> {
       rooted.push(o.scratchPath);
       if (o.finalPath) rooted.push(o.finalPath);
     }
-    await Promise.all(rooted.map((p) => store.addTempRoot(p)));
+    await store.addTempRoots(rooted);
     // Held: the closure of the inputs there so far (always part of the final one).
     let inputClosure = store.computeClosure(roots);
 
@@ -839,7 +839,7 @@ export async function runGoal(g: GoalInput): Promise<GoalResult> {
           }
           await awaitInputs();
           const allRoots = inputRoots(store, drvPath, drv);
-          await Promise.all(allRoots.filter((p) => !roots.includes(p)).map((p) => store.addTempRoot(p)));
+          await store.addTempRoots(allRoots.filter((p) => !roots.includes(p)));
           inputClosure = store.computeClosure(allRoots);
           const h = held as HeldBuild | null;
           if (h) {

@@ -165,9 +165,10 @@ export class LocalStoreAdapter implements DaemonStore {
     if (c) return c;
     const roots = new ConnectionTempRoots(this.store.layout);
     // Prototype delegation: every LocalStore member reads through to the
-    // real store; only addTempRoot is this connection's.
+    // real store; only addTempRoot(s) are this connection's.
     const view = Object.create(this.store, {
       addTempRoot: { value: (p: string) => roots.add(p), enumerable: false },
+      addTempRoots: { value: async (ps: readonly string[]) => void (await Promise.all(ps.map((p) => roots.add(p)))), enumerable: false },
     }) as LocalStore;
     const state: ConnectionState = { roots, view };
     this.connections.set(ctx.signal, state);

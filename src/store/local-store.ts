@@ -391,6 +391,11 @@ export class LocalStore {
     return this.tempRoots.add(path);
   }
 
+  /** addTempRoot for several paths at once (one lock, one write). */
+  addTempRoots(paths: readonly string[]): Promise<void> {
+    return this.tempRoots.addMany(paths);
+  }
+
   /** Registers an existing link (e.g. an out-link) as an indirect GC root. */
   addIndirectRoot(linkPath: string): string {
     return addIndirectRoot(this.layout, linkPath);

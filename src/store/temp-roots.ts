@@ -110,33 +110,42 @@ export class TempRoots {
   }
 
   /** Protects `storePath` (a logical store path, valid or not) from garbage collection until this process exits. */
-  async add(storePath: string): Promise<void> {
+  add(storePath: string): Promise<void> {
+    return this.addMany([storePath]);
+  }
+
+  /** add() for several paths: one lock and one write for all of them (a build roots four or five at once). */
+  async addMany(storePaths: readonly string[]): Promise<void> {
     const f = await this.get();
-    if (f.written.has(storePath)) return;
-    const run = f.queue.then(() => this.addLocked(f, storePath));
+    if (storePaths.every((p) => f.written.has(p))) return;
+    const run = f.queue.then(() => this.addLocked(f, storePaths));
     f.queue = run.catch(() => undefined);
     return run;
   }
 
-  private async addLocked(f: RootsFile, storePath: string): Promise<void> {
-    if (f.written.has(storePath)) return;
+  private async addLocked(f: RootsFile, storePaths: readonly string[]): Promise<void> {
+    const todo = [...new Set(storePaths)].filter((p) => !f.written.has(p));
+    if (todo.length === 0) return;
+    const text = todo.map((p) => p + '\0').join('');
     for (;;) {
       if (tryLock(f.gcLockFd, 'shared', this.layout.gcLockPath)) {
         try {
-          writeSync(f.fd, storePath + '\0');
+          writeSync(f.fd, text);
         } finally {
           unlock(f.gcLockFd, this.layout.gcLockPath);
         }
         break;
       }
-      // A collection is running: it must hear about the root before we go on.
-      if (await sendToCollector(this.layout.gcSocketPath, storePath)) {
-        writeSync(f.fd, storePath + '\0');
+      // A collection is running: it must hear about the roots before we go on.
+      let told = true;
+      for (const p of todo) if (!(await sendToCollector(this.layout.gcSocketPath, p))) told = false;
+      if (told) {
+        writeSync(f.fd, text);
         break;
       }
       await sleep(20); // it just finished, or has no socket: try the lock again
     }
-    f.written.add(storePath);
+    for (const p of todo) f.written.add(p);
   }
 
   /** Drops this handle; the last one in the process removes the file (releasing its roots). */

@@ -9,6 +9,7 @@ import { Messages, storeChild, tempStore, waitExit } from './util.js';
 
 const P1 = '/nix/store/00000000000000000000000000000001-a';
 const P2 = '/nix/store/00000000000000000000000000000002-b';
+const P3 = '/nix/store/00000000000000000000000000000003-c';
 
 describe('temp roots', () => {
   test('written as NUL-terminated paths to temproots/<pid>, seen by the collector, removed on close', async (t) => {
@@ -21,6 +22,16 @@ describe('temp roots', () => {
     assert.deepEqual([...findTempRoots(store.layout).keys()].sort(), [P1, P2]);
     store.close();
     assert.equal(existsSync(file), false);
+  });
+
+  test('addTempRoots: the new ones of several paths in one write, in order; known ones and repeats skipped', async (t) => {
+    const { store, root } = await tempStore(t);
+    await store.addTempRoot(P2);
+    await store.addTempRoots([P1, P2, P3, P1]);
+    await store.addTempRoots([P3, P2]);
+    const file = join(root, 'nix/var/nix/temproots', String(process.pid));
+    assert.equal(readFileSync(file, 'latin1'), `${P2}\0${P1}\0${P3}\0`);
+    assert.deepEqual([...findTempRoots(store.layout).keys()].sort(), [P1, P2, P3]);
   });
 
   test('roots of a dead process are ignored and its file removed', async (t) => {
@@ -62,5 +73,9 @@ describe('temp roots', () => {
     await store.addTempRoot(P2);
     assert.deepEqual(got, [P2]);
     assert.deepEqual([...findTempRoots(store.layout).keys()], [P2]);
+    // Several at once: each is told to the collector before they are written.
+    await store.addTempRoots([P1, P2, P3]);
+    assert.deepEqual(got, [P2, P1, P3]);
+    assert.deepEqual([...findTempRoots(store.layout).keys()].sort(), [P1, P2, P3]);
   });
 });
