@@ -3,6 +3,10 @@
 // Runs from `npm install` (prepare). Only Linux needs it; a missing C
 // compiler is reported clearly and does not fail the install: `drvbox doctor`
 // repeats the message and `sandbox-fallback` decides what builds do.
+// Also compiles src/native/nar-dump.c into dist/launcher/drvbox-nar-dump,
+// the fast NAR serialiser hashPath uses for directories; without it hashing
+// runs in JS (same results), so its failure is only recorded
+// (nar-dump-status.json), and printed only when the compiler itself failed.
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, writeFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
@@ -21,6 +25,28 @@ if (!existsSync(src)) {
   process.exit(0);
 }
 const cc = process.env.CC || 'cc';
+
+{
+  const narSrc = join(root, 'src', 'native', 'nar-dump.c');
+  const narOut = join(outDir, 'drvbox-nar-dump');
+  const narStatus = join(outDir, 'nar-dump-status.json');
+  const n = existsSync(narSrc)
+    ? spawnSync(cc, ['-O2', '-pthread', '-Wall', '-Wextra', '-Werror', '-std=gnu11', '-o', narOut + '.tmp', narSrc], {
+        stdio: ['ignore', 'inherit', 'pipe'],
+        encoding: 'utf8',
+      })
+    : null;
+  if (n && !n.error && n.status === 0) {
+    spawnSync('mv', [narOut + '.tmp', narOut]);
+    writeFileSync(narStatus, JSON.stringify({ ok: true, path: narOut, compiler: cc, at: new Date().toISOString() }));
+  } else {
+    rmSync(narOut + '.tmp', { force: true });
+    rmSync(narOut, { force: true });
+    const reason = !n ? 'nar-dump.c not present' : n.error ? `no C compiler found (${cc}: ${n.error.code ?? n.error.message})` : `${cc} failed: ${n.stderr.trim().split('\n').slice(-5).join(' | ')}`;
+    writeFileSync(narStatus, JSON.stringify({ ok: false, reason, compiler: cc, at: new Date().toISOString() }));
+    if (n && !n.error) console.warn(`drvbox: the native NAR serialiser was not built (hashing stays in JS, slower on big trees): ${reason}.`);
+  }
+}
 const r = spawnSync(cc, ['-O2', '-Wall', '-Wextra', '-Werror', '-std=gnu11', '-o', out + '.tmp', src], {
   stdio: ['ignore', 'inherit', 'pipe'],
   encoding: 'utf8',
