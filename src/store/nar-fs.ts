@@ -297,9 +297,31 @@ function shrank(path: FsPath, size: number, got: number): FileChangedWhileReadin
   });
 }
 
-function isDirectory(path: string): boolean {
+/**
+ * Trees with at least this many entries are hashed natively. Measured
+ * (hashPath in process, 2-core VM): 200 files JS 3.3 ms / native 3.9 ms,
+ * 400 files 5.7 / 5.3, 10,000 files ~95 / ~50.
+ */
+const NATIVE_MIN_ENTRIES = 300;
+
+/**
+ * Whether the directory `path` holds at least `n` entries, all levels
+ * counted. Reads directories breadth-first and stops at `n`, so it costs a
+ * few readdir calls (~1% of hashing the tree) whichever way it answers.
+ */
+function hasEntries(path: string, n: number): boolean {
   try {
-    return lstatSync(path).isDirectory();
+    if (!lstatSync(path).isDirectory()) return false;
+    const queue: Buffer[] = [Buffer.from(path)];
+    let seen = 0;
+    for (let i = 0; i < queue.length; i++) {
+      const dir = queue[i]!;
+      for (const e of readdirSync(dir, { withFileTypes: true, encoding: 'buffer' })) {
+        if (++seen >= n) return true;
+        if (e.isDirectory()) queue.push(Buffer.concat([dir, SLASH, e.name]));
+      }
+    }
+    return false;
   } catch {
     return false; // the JS serialiser reports it
   }
@@ -318,9 +340,9 @@ export function dumpPath(path: string): AsyncGenerator<Uint8Array> {
 
 /** Hash of the NAR of `path` (= `nix-hash --type <algo> <path>`) and its size; the NAR is never held in memory. */
 export async function hashPath(path: string, algo: HashAlgo = 'sha256'): Promise<{ hash: Hash; narSize: number }> {
-  // Directories go to the native serialiser when it is built (twice as fast
-  // on many small files; its start costs ~2 ms, so a lone file stays here).
-  if (narDumpAvailable() && isDirectory(path)) {
+  // Big trees go to the native serialiser when it is built (twice as fast on
+  // many small files); starting it costs ~2 ms, so small ones stay here.
+  if (narDumpAvailable() && hasEntries(path, NATIVE_MIN_ENTRIES)) {
     const h = createHash(algo);
     const r = await runNarDump(path, (c) => h.update(c));
     if (r.ok) return { hash: { algo, digest: h.digest() }, narSize: r.narSize };

@@ -173,6 +173,8 @@ describe('native NAR serialiser (Linux)', () => {
     const fifo = join(root, 'sub', "the 'fifo'");
     assert.equal(spawnSync('mkfifo', [fifo]).status, 0);
     writeFileSync(join(root, 'z-last'), 'after the fifo\n');
+    // enough entries for hashPath to use the program (it keeps small trees in JS)
+    for (let i = 0; i < 300; i++) writeFileSync(join(root, 'sub', `f${i}`), `${i}\n`);
     const js = await jsError(root);
     assert.ok(js instanceof UnsupportedFileType);
     const { out } = await nativeBytes(root);

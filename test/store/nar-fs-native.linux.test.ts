@@ -40,16 +40,21 @@ function loggingProgram(dir: string, then: string): { program: string; calls: ()
 }
 
 /** Of makeTree's tree: `nix-hash --type sha256` and the size of `nix-store --dump`. */
-const TREE_HASH = { hex: 'acbe1d1304ea8d4d3ffb6ecdb103a7fe11fe33a05b79f8c32b5106d5a4d88811', narSize: 648 };
+const TREE_HASH = { hex: '62973ff365784c45821156e88ae5975e0381b79d9e69606ae0c408d2bd49401f', narSize: 58416 };
+const SMALL_TREE_HASH = { hex: 'acbe1d1304ea8d4d3ffb6ecdb103a7fe11fe33a05b79f8c32b5106d5a4d88811', narSize: 648 };
 
-function makeTree(root: string): void {
+/** 304 entries: enough for hashPath to start the program (300); `small`: 3, too few. */
+function makeTree(root: string, small = false): void {
   mkdirSync(join(root, 'sub'), { recursive: true });
   writeFileSync(join(root, 'sub', 'a'), 'a\n');
   writeFileSync(join(root, 'b'), 'b\n');
+  if (small) return;
+  mkdirSync(join(root, 'many'));
+  for (let i = 0; i < 300; i++) writeFileSync(join(root, 'many', `f${String(i).padStart(3, '0')}`), `${i}\n`);
 }
 
 describe('hashPath: native serialiser or JS walk (Linux)', () => {
-  test('a directory goes to the native program, a file does not; both give the JS hash', (t) => {
+  test('a big tree goes to the native program, a small one or a file does not; all give the JS hash', (t) => {
     if (!existsSync(NAR_DUMP_PATH)) throw new Error(`cannot run on this host: '${NAR_DUMP_PATH}' was not built (a C compiler and 'npm run build')`);
     const d = tempDir(t);
     const root = join(d, 'tree');
@@ -60,7 +65,10 @@ describe('hashPath: native serialiser or JS walk (Linux)', () => {
     assert.deepEqual(childHash(program, root), js);
     assert.deepEqual(calls(), [root]);
     assert.deepEqual(childHash(program, join(root, 'b')), childHash('', join(root, 'b')));
-    assert.deepEqual(calls(), [root], 'a lone file is hashed in JS (starting the program costs more)');
+    const small = join(d, 'small');
+    makeTree(small, true);
+    assert.deepEqual(childHash(program, small), SMALL_TREE_HASH);
+    assert.deepEqual(calls(), [root], 'a lone file and a small tree are hashed in JS (starting the program costs more)');
     assert.deepEqual(childHash(undefined, root), js, 'the built program (default location)');
   });
 
