@@ -31,7 +31,7 @@ const cc = process.env.CC || 'cc';
   const narOut = join(outDir, 'drvbox-nar-dump');
   const narStatus = join(outDir, 'nar-dump-status.json');
   const n = existsSync(narSrc)
-    ? spawnSync(cc, ['-O2', '-pthread', '-Wall', '-Wextra', '-Werror', '-std=gnu11', '-o', narOut + '.tmp', narSrc], {
+    ? spawnSync(cc, ['-O2', '-pthread', '-Wall', '-Wextra', '-Werror', '-std=gnu11', '-o', narOut + '.tmp', narSrc, '-ldl'], {
         stdio: ['ignore', 'inherit', 'pipe'],
         encoding: 'utf8',
       })

@@ -3,6 +3,12 @@
  * `nix-store --dump` does (a top-level symlink is dumped, not followed).
  * Node hashes the stream (src/native/nar-dump.ts); this program only reads.
  *
+ * drvbox-nar-dump --hash ALGO PATH: hashes that NAR itself with the system's
+ * OpenSSL (libcrypto, opened at run time: nothing to build against) and
+ * prints "<hex digest> <NAR size>\n": passing a NAR through Node's pipe
+ * costs more CPU than hashing it. Exit status 3 when libcrypto or the
+ * algorithm is not there (the caller streams instead).
+ *
  * Why native and why two threads: hashing a tree of many small files is
  * bound by file-system syscalls (~10 us each on the reference VM, more from
  * Node). One thread, the walker, lists directories in NAR order, stats and
@@ -22,6 +28,7 @@
  */
 #define _GNU_SOURCE
 #include <dirent.h>
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -435,7 +442,23 @@ static void *walker(void *unused) {
 static char out[OUT_SIZE];
 static size_t out_len;
 
+/* --hash: libcrypto's EVP interface, looked up at run time. */
+static struct {
+  void *ctx;
+  int (*update)(void *ctx, const void *d, size_t n);
+  uint64_t size;
+} digest;
+
 static void flush_out(void) {
+  if (digest.ctx) {
+    if (out_len && !digest.update(digest.ctx, out, out_len)) {
+      fputs("E_SYSTEM errno=0 EVP_DigestUpdate: failed\n", stderr);
+      exit(1);
+    }
+    digest.size += out_len;
+    out_len = 0;
+    return;
+  }
   size_t done = 0;
   while (done < out_len) {
     ssize_t n = write(STDOUT_FILENO, out + done, out_len - done);
@@ -561,11 +584,41 @@ static void copy_file(struct item *it) {
   out_regular_end(it->size);
 }
 
+/* Digest context for `algo` (md5, sha1, sha256, sha512), or exits 3: no libcrypto here. */
+static void *digest_init(const char *algo, int (**final)(void *, unsigned char *, unsigned int *)) {
+  void *lib = dlopen("libcrypto.so.3", RTLD_NOW | RTLD_LOCAL);
+  if (!lib) lib = dlopen("libcrypto.so", RTLD_NOW | RTLD_LOCAL);
+  if (!lib) {
+    fprintf(stderr, "E_NO_CRYPTO %s\n", dlerror());
+    exit(3);
+  }
+  const void *(*byname)(const char *) = (const void *(*)(const char *))dlsym(lib, "EVP_get_digestbyname");
+  void *(*ctx_new)(void) = (void *(*)(void))dlsym(lib, "EVP_MD_CTX_new");
+  int (*init)(void *, const void *, void *) = (int (*)(void *, const void *, void *))dlsym(lib, "EVP_DigestInit_ex");
+  digest.update = (int (*)(void *, const void *, size_t))dlsym(lib, "EVP_DigestUpdate");
+  *final = (int (*)(void *, unsigned char *, unsigned int *))dlsym(lib, "EVP_DigestFinal_ex");
+  const void *md = byname ? byname(algo) : NULL;
+  void *ctx = ctx_new && md ? ctx_new() : NULL;
+  if (!ctx || !init || !digest.update || !*final || !init(ctx, md, NULL)) {
+    fprintf(stderr, "E_NO_CRYPTO no usable %s in libcrypto\n", algo);
+    exit(3);
+  }
+  return ctx;
+}
+
 int main(int argc, char **argv) {
+  const char *algo = NULL;
+  if (argc >= 2 && strcmp(argv[1], "--hash") == 0) {
+    algo = argc == 4 ? argv[2] : NULL;
+    argv += 2;
+    argc = algo ? 2 : 0;
+  }
   if (argc != 2) {
-    fputs("usage: drvbox-nar-dump PATH\n", stderr);
+    fputs("usage: drvbox-nar-dump [--hash md5|sha1|sha256|sha512] PATH\n", stderr);
     return 2;
   }
+  int (*final)(void *, unsigned char *, unsigned int *) = NULL;
+  if (algo) digest.ctx = digest_init(algo, &final);
   root_arg = argv[1];
   const char *ahead = getenv("DRVBOX_NAR_DUMP_AHEAD");
   ahead_always = ahead && strcmp(ahead, "all") == 0;
@@ -599,5 +652,18 @@ int main(int argc, char **argv) {
   }
   flush_out();
   pthread_join(t, NULL);
+  if (digest.ctx) {
+    unsigned char md[64];
+    unsigned int n = 0;
+    if (!final(digest.ctx, md, &n)) {
+      fputs("E_SYSTEM errno=0 EVP_DigestFinal_ex: failed\n", stderr);
+      return 1;
+    }
+    char line[160];
+    size_t k = 0;
+    for (unsigned int i = 0; i < n; i++) k += (size_t)snprintf(line + k, sizeof line - k, "%02x", md[i]);
+    k += (size_t)snprintf(line + k, sizeof line - k, " %llu\n", (unsigned long long)digest.size);
+    if (write(STDOUT_FILENO, line, k) != (ssize_t)k) return 1;
+  }
   return 0;
 }

@@ -2,7 +2,9 @@
 // backends/linux/build-launcher.mjs into dist/launcher/drvbox-nar-dump) and
 // feeds its output to a sink. On a tree of many small files it is about
 // twice as fast as the JS walk (two threads whose syscalls overlap, none of
-// Node's per-call overhead); the hashing stays in Node (OpenSSL).
+// Node's per-call overhead). hashNarDump lets it hash the NAR too, with the
+// system's OpenSSL: moving the NAR through Node's pipe costs more CPU than
+// hashing it; runNarDump streams it to Node where libcrypto is missing.
 //
 // Callers get one of three outcomes: the NAR size, one of the serialiser's
 // own failures (the same messages as src/store/nar-fs.ts, which turns them
@@ -47,6 +49,19 @@ export function parseFailure(stderr: string): NarDumpFailure | null {
   return null;
 }
 
+export type NarHashOutcome = { ok: true; digest: Buffer; narSize: number } | { ok: false; failure: NarDumpFailure } | { ok: false; unavailable: string };
+
+/** Hashes the NAR of `path` in the program (`--hash`); `unavailable` also when libcrypto is not there. */
+export function hashNarDump(path: string, algo: 'md5' | 'sha1' | 'sha256' | 'sha512'): Promise<NarHashOutcome> {
+  const out: Buffer[] = [];
+  return run(path, ['--hash', algo], (c) => void out.push(c)).then((r) => {
+    if (!r.ok) return r;
+    const m = /^([0-9a-f]+) (\d+)\n$/.exec(Buffer.concat(out).toString('latin1'));
+    if (!m) return { ok: false, unavailable: `${NAR_DUMP_PATH} --hash printed something else` };
+    return { ok: true, digest: Buffer.from(m[1]!, 'hex'), narSize: Number(m[2]) };
+  });
+}
+
 /** Longest stderr kept: the program prints one line. */
 const STDERR_KEEP = 64 * 1024;
 
@@ -55,11 +70,15 @@ const STDERR_KEEP = 64 * 1024;
  * Chunks are fresh Buffers that `sink` may keep; the NAR is never held whole.
  */
 export function runNarDump(path: string, sink: (chunk: Buffer) => void): Promise<NarDumpOutcome> {
+  return run(path, [], sink);
+}
+
+function run(path: string, options: string[], sink: (chunk: Buffer) => void): Promise<NarDumpOutcome> {
   if (!narDumpAvailable()) return Promise.resolve({ ok: false, unavailable: `'${NAR_DUMP_PATH}' is not built` });
   return new Promise((resolve, reject) => {
     let child;
     try {
-      child = spawn(NAR_DUMP_PATH, [path], { stdio: ['ignore', 'pipe', 'pipe'] });
+      child = spawn(NAR_DUMP_PATH, [...options, path], { stdio: ['ignore', 'pipe', 'pipe'] });
     } catch (e) {
       // e.g. a NUL byte in the path: the JS serialiser reports it its own way
       resolve({ ok: false, unavailable: (e as Error).message });

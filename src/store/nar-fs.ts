@@ -33,7 +33,7 @@ import type { Hash, HashAlgo } from '../format/hash.js';
 import { badNar, BadNarEvent, padLength, type NarEvent } from '../format/nar.js';
 import { NarParser } from '../format/nar-reader.js';
 import { NAR_BYTES, NarWriter, writeU64 } from '../format/nar-writer.js';
-import { narDumpAvailable, runNarDump, type NarDumpFailure } from '../native/nar-dump.js';
+import { hashNarDump, narDumpAvailable, runNarDump, type NarDumpFailure } from '../native/nar-dump.js';
 
 export class UnsupportedFileType extends defineError('UnsupportedFileType', 'E_UNSUPPORTED_FILE_TYPE') {}
 export class FileChangedWhileReading extends defineError('FileChangedWhileReading', 'E_FILE_CHANGED') {}
@@ -343,6 +343,10 @@ export async function hashPath(path: string, algo: HashAlgo = 'sha256'): Promise
   // Big trees go to the native serialiser when it is built (twice as fast on
   // many small files); starting it costs ~2 ms, so small ones stay here.
   if (narDumpAvailable() && hasEntries(path, NATIVE_MIN_ENTRIES)) {
+    // Hashed there with the system's libcrypto; where it has none, streamed here.
+    const hashed = await hashNarDump(path, algo);
+    if (hashed.ok) return { hash: { algo, digest: hashed.digest }, narSize: hashed.narSize };
+    if ('failure' in hashed) throw fromNative(hashed.failure);
     const h = createHash(algo);
     const r = await runNarDump(path, (c) => h.update(c));
     if (r.ok) return { hash: { algo, digest: h.digest() }, narSize: r.narSize };

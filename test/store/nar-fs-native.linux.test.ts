@@ -30,11 +30,11 @@ function childHash(program: string | undefined, path: string): { hex?: string; n
   return JSON.parse(r.stdout) as ReturnType<typeof childHash>;
 }
 
-/** A stand-in for the program that logs each call, then runs `then`. */
+/** A stand-in for the program that logs each call's arguments, then runs `then` ($P is the path, the last argument). */
 function loggingProgram(dir: string, then: string): { program: string; calls: () => string[] } {
   const log = join(dir, 'calls.log');
   const program = join(dir, 'nar-dump-logged');
-  writeFileSync(program, `#!/bin/sh\nprintf '%s\\n' "$1" >> '${log}'\n${then}\n`);
+  writeFileSync(program, `#!/bin/sh\nprintf '%s\\n' "$*" >> '${log}'\nfor P; do :; done\n${then}\n`);
   chmodSync(program, 0o755);
   return { program, calls: () => (existsSync(log) ? readFileSync(log, 'utf8').split('\n').filter(Boolean) : []) };
 }
@@ -61,14 +61,14 @@ describe('hashPath: native serialiser or JS walk (Linux)', () => {
     makeTree(root);
     const js = childHash('', root); // empty: turned off
     assert.deepEqual(js, TREE_HASH);
-    const { program, calls } = loggingProgram(d, `exec '${NAR_DUMP_PATH}' "$1"`);
+    const { program, calls } = loggingProgram(d, `exec '${NAR_DUMP_PATH}' "$@"`);
     assert.deepEqual(childHash(program, root), js);
-    assert.deepEqual(calls(), [root]);
+    assert.deepEqual(calls(), [`--hash sha256 ${root}`], 'hashed in the program');
     assert.deepEqual(childHash(program, join(root, 'b')), childHash('', join(root, 'b')));
     const small = join(d, 'small');
     makeTree(small, true);
     assert.deepEqual(childHash(program, small), SMALL_TREE_HASH);
-    assert.deepEqual(calls(), [root], 'a lone file and a small tree are hashed in JS (starting the program costs more)');
+    assert.deepEqual(calls(), [`--hash sha256 ${root}`], 'a lone file and a small tree are hashed in JS (starting the program costs more)');
     assert.deepEqual(childHash(undefined, root), js, 'the built program (default location)');
   });
 
@@ -85,11 +85,21 @@ describe('hashPath: native serialiser or JS walk (Linux)', () => {
     assert.deepEqual(childHash(plain, root), js);
     const failing = loggingProgram(d, `echo 'E_SYSTEM errno=13 scandir x: Permission denied' >&2; printf 'partial'; exit 1`);
     assert.deepEqual(childHash(failing.program, root), js);
-    assert.deepEqual(failing.calls(), [root]);
+    assert.deepEqual(failing.calls(), [`--hash sha256 ${root}`, root], 'hashing there, then streaming, then JS');
     mkdirSync(join(d, 'killed'));
     const killed = loggingProgram(join(d, 'killed'), 'kill -9 $$');
     assert.deepEqual(childHash(killed.program, root), js);
-    assert.deepEqual(killed.calls(), [root]);
+    assert.deepEqual(killed.calls(), [`--hash sha256 ${root}`, root]);
+  });
+
+  test('no libcrypto for the program (exit 3): the NAR is streamed to Node and hashed there', (t) => {
+    if (!existsSync(NAR_DUMP_PATH)) throw new Error(`cannot run on this host: '${NAR_DUMP_PATH}' was not built (a C compiler and 'npm run build')`);
+    const d = tempDir(t);
+    const root = join(d, 'tree');
+    makeTree(root);
+    const noCrypto = loggingProgram(d, `[ "$1" = --hash ] && { echo 'E_NO_CRYPTO libcrypto.so.3: cannot open shared object file' >&2; exit 3; }; exec '${NAR_DUMP_PATH}' "$P"`);
+    assert.deepEqual(childHash(noCrypto.program, root), TREE_HASH);
+    assert.deepEqual(noCrypto.calls(), [`--hash sha256 ${root}`, root]);
   });
 
   test("the program's typed failure becomes the typed error, without a retry in JS", (t) => {
@@ -98,7 +108,7 @@ describe('hashPath: native serialiser or JS walk (Linux)', () => {
     makeTree(root);
     const fake = loggingProgram(
       d,
-      `echo "E_UNSUPPORTED_FILE_TYPE cannot serialise '$1/sub/a': unsupported file type (not a file, directory or symlink)" >&2; exit 1`,
+      `echo "E_UNSUPPORTED_FILE_TYPE cannot serialise '$P/sub/a': unsupported file type (not a file, directory or symlink)" >&2; exit 1`,
     );
     assert.deepEqual(childHash(fake.program, root), {
       error: {
@@ -108,7 +118,7 @@ describe('hashPath: native serialiser or JS walk (Linux)', () => {
       },
     });
     mkdirSync(join(d, 'c'));
-    const changed = loggingProgram(join(d, 'c'), `echo "E_FILE_CHANGED file '$1/b' changed while being read: expected 2 bytes, got 1" >&2; exit 1`);
+    const changed = loggingProgram(join(d, 'c'), `echo "E_FILE_CHANGED file '$P/b' changed while being read: expected 2 bytes, got 1" >&2; exit 1`);
     assert.deepEqual(childHash(changed.program, root), {
       error: { name: 'FileChangedWhileReading', code: 'E_FILE_CHANGED', message: `file '${root}/b' changed while being read: expected 2 bytes, got 1` },
     });
