@@ -345,7 +345,17 @@ async function runDag(todo: Node[], goals: Map<string, GoalResult>, failures: Fa
     !requiresRecursiveNix(d.drv) &&
     !resolveMod.needsResolution(d.drv) &&
     running < settings.maxJobs &&
-    [...d.deps].every((x) => x.state !== 'waiting' && !x.prestart);
+    [...d.deps].every((x) => x.state !== 'waiting' && !x.prestart) &&
+    buildableHere(d);
+  /** A derivation that cannot build here fails after its inputs, as without prestart (not while they build). */
+  const buildableHere = (d: Node): boolean => {
+    try {
+      goalMod.checkPlatform(d.drvPath, d.drv, settings);
+      return true;
+    } catch {
+      return false;
+    }
+  };
   const prestartDependents = (node: Node) => {
     for (const d of node.dependents) if (canPrestart(d)) prestartNode(d);
   };

@@ -87,6 +87,19 @@ describe('prestart', () => {
     });
   }
 
+  test('a derivation for another platform is not prestarted: its input builds, then it fails with Nix\'s message', async (t) => {
+    const { store, buildDir } = await realStore(t);
+    const a = await addDrv(store, { name: 'a', env: { FAKE: 'sleep:60' } });
+    const b = await addDrv(store, { name: 'b', system: 'mips-plan9', env: { a: a.drv.env.get('out')! }, inputDrvs: { [a.drvPath]: ['out'] } });
+    const fake = new FakeBackend({ hold: true });
+    const rec = new Recorder();
+    const r = await buildTargets([target(b)], { store, settings: settings(buildDir), mode: 'normal', keepGoing: false, reporter: rec, chooseBackend: fake.choose });
+    assert.equal(r.exitCode, 1);
+    assert.deepEqual(fake.events, ['start a', 'exit a']);
+    assert.ok(store.isValidPath(a.drv.env.get('out')!), 'the input was built, not killed');
+    assert.match(rec.finished_.at(-1)!.error!.message, /^a 'mips-plan9' with features \{\} is required to build '.*-b\.drv', but I am a 'x86_64-linux'/);
+  });
+
   test('Ctrl-C while a goal is held: the held sandbox is abandoned, everything is cancelled, nothing is left', async (t) => {
     const { store, buildDir } = await realStore(t);
     const { c } = await chain(store, ['sleep:5000', 'write', 'write']);
