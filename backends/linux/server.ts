@@ -38,7 +38,7 @@ export class LauncherServer {
   /** Connected spares, ready for a request. */
   private readonly idle: Spare[] = [];
   /** Jobs (removeTree, add-path, remove-path) waiting for their child, by frame id. */
-  private readonly removals = new Map<number, { lines: StatusLine[]; done: (r: JobResult) => void }>();
+  private readonly jobs = new Map<number, { lines: StatusLine[]; done: (r: JobResult) => void }>();
   /** start() calls waiting for a spare. */
   private readonly waiters: { take: (s: Spare) => void; fail: (e: Error) => void }[] = [];
   private nextId = 1;
@@ -65,14 +65,14 @@ export class LauncherServer {
         buf = buf.slice(nl + 1);
         const d = /^D (\d+) (\d+)$/.exec(line);
         if (d) {
-          const job = this.removals.get(Number(d[1]));
-          this.removals.delete(Number(d[1]));
+          const job = this.jobs.get(Number(d[1]));
+          this.jobs.delete(Number(d[1]));
           job?.done({ status: Number(d[2]), lines: job.lines });
           continue;
         }
         const s = /^M (\d+) (.*)$/.exec(line);
         if (s) {
-          this.removals.get(Number(s[1]))?.lines.push(parseStatusLine(s[2]!));
+          this.jobs.get(Number(s[1]))?.lines.push(parseStatusLine(s[2]!));
           continue;
         }
         // A spare could not connect back: nothing else will work either.
@@ -95,9 +95,9 @@ export class LauncherServer {
     if (this.dead) return;
     this.dead = e;
     for (const w of this.waiters.splice(0)) w.fail(e);
-    const removals = [...this.removals.values()];
-    this.removals.clear();
-    for (const job of removals) job.done({ status: null, lines: job.lines });
+    const pending = [...this.jobs.values()];
+    this.jobs.clear();
+    for (const job of pending) job.done({ status: null, lines: job.lines });
     for (const s of [...this.idle.splice(0), ...this.connecting.values()]) {
       s.control?.destroy();
       s.logSock?.destroy();
@@ -222,7 +222,7 @@ export class LauncherServer {
     const id = this.nextId++;
     this.hold();
     return new Promise((resolve) => {
-      this.removals.set(id, {
+      this.jobs.set(id, {
         lines: [],
         done: (r) => {
           this.release();
