@@ -7,7 +7,6 @@ import { spawn, spawnSync } from 'node:child_process';
 import { chownSync, existsSync, lstatSync, readdirSync, readFileSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { TestContext } from 'node:test';
 import {
   AddPathFailed,
   killBuildUser,
@@ -21,26 +20,17 @@ import type { LinuxRunningBuild } from '../../../backends/linux/run.js';
 import { requireLauncher } from '../../../backends/linux/launcher-path.js';
 import { encodeRequest, Mode } from '../../../backends/linux/protocol.js';
 import { spawnLauncher } from '../../../backends/linux/spawn.js';
-import { removeTree } from '../../helpers/tmp.js';
 import { REPO_ROOT, requireLinux, requireRoot } from '../../helpers/host.js';
 import { escapeTools, processesMatching } from '../../security/harness.js';
-import { BUSYBOX, makeFixture, OUT, runBuild, STORE, type Fixture } from './fixture.js';
+import { BUSYBOX, BUSYBOX_PATHS, OUT, runBuild, STORE, testFixture, type Fixture } from './fixture.js';
 import { requireSandbox } from '../../helpers/sandbox.js';
 
 // Where the sandbox is unavailable every test here fails, saying why (never skips).
 before(() => requireSandbox('the Linux backend end to end'));
 
-const BB = [
-  { target: '/bin/sh', source: BUSYBOX, optional: false },
-  { target: '/bin/busybox', source: BUSYBOX, optional: false },
-];
+const BB = BUSYBOX_PATHS;
 
-function fixture(t: TestContext): Fixture {
-  requireLinux('namespace sandbox');
-  const fx = makeFixture();
-  t.after(() => removeTree(fx.root));
-  return fx;
-}
+const fixture = testFixture;
 
 async function sh(fx: Fixture, script: string, over: Parameters<Fixture['request']>[1] = {}) {
   return runBuild(fx.request(`B=/bin/busybox; ${script}`, { sandboxPaths: BB, ...over }));

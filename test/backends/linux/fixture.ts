@@ -7,9 +7,17 @@ import { join } from 'node:path';
 import type { BackendSettings, BuildRequest } from '../../../backends/backend.js';
 import { linuxBackend, localPlanHost, type LinuxSandboxSpec } from '../../../backends/linux/index.js';
 import type { LinuxRunningBuild } from '../../../backends/linux/run.js';
+import type { TestContext } from 'node:test';
+import { requireLinux } from '../../helpers/host.js';
 import { requireSandbox } from '../../helpers/sandbox.js';
+import { removeTree } from '../../helpers/tmp.js';
 
 export const BUSYBOX = '/usr/bin/busybox';
+/** busybox as /bin/sh and as /bin/busybox: the sandbox-paths of most tests. */
+export const BUSYBOX_PATHS = [
+  { target: '/bin/sh', source: BUSYBOX, optional: false },
+  { target: '/bin/busybox', source: BUSYBOX, optional: false },
+];
 export const STORE = '/nix/store';
 export const HASH = (c: string): string => c.repeat(32);
 export const OUT = `${STORE}/${HASH('a')}-probe`;
@@ -36,6 +44,14 @@ export interface Fixture {
 }
 
 /** A fixture in a fresh dir; `owner` makes everything belong to that uid (unprivileged runs). */
+/** makeFixture() for one test, removed when it ends. */
+export function testFixture(t: TestContext): Fixture {
+  requireLinux('namespace sandbox');
+  const fx = makeFixture();
+  t.after(() => removeTree(fx.root));
+  return fx;
+}
+
 export function makeFixture(base?: string, owner?: { uid: number; gid: number }): Fixture {
   const root = mkdtempSync(join(base ?? tmpdir(), 'drvbox-linux-'));
   chmodSync(root, 0o755);

@@ -9,14 +9,11 @@ import { linuxBackend, localPlanHost, type LinuxHeldBuild, type LinuxSandboxSpec
 import type { LinuxRunningBuild } from '../../../backends/linux/run.js';
 import { requireSandbox } from '../../helpers/sandbox.js';
 import { removeTree } from '../../helpers/tmp.js';
-import { BUSYBOX, makeFixture } from './fixture.js';
+import { BUSYBOX_PATHS, makeFixture } from './fixture.js';
 
 await requireSandbox('held build timings');
 const rounds = Number(process.argv[2] ?? 30);
-const BB = [
-  { target: '/bin/sh', source: BUSYBOX, optional: false },
-  { target: '/bin/busybox', source: BUSYBOX, optional: false },
-];
+const BB = BUSYBOX_PATHS;
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const fx = makeFixture();
 const paths = Array.from({ length: rounds }, (_, i) => fx.addStoreDir(`${String(i).padStart(4, '0').repeat(8)}-p`));

@@ -27,25 +27,16 @@ import { LinuxRunningBuild } from '../../../backends/linux/run.js';
 import { requireLauncher } from '../../../backends/linux/launcher-path.js';
 import { encodeRequest, Mode } from '../../../backends/linux/protocol.js';
 import { launcherServer } from '../../../backends/linux/server.js';
-import { REPO_ROOT, requireLinux } from '../../helpers/host.js';
-import { removeTree } from '../../helpers/tmp.js';
+import { REPO_ROOT } from '../../helpers/host.js';
 import { requireSandbox } from '../../helpers/sandbox.js';
-import { BUSYBOX, DRV, makeFixture, STORE, type Fixture } from './fixture.js';
+import { BUSYBOX_PATHS, DRV, HASH, STORE, testFixture, type Fixture } from './fixture.js';
 
 before(() => requireSandbox('held builds in the Linux sandbox'));
 
-const BB = [
-  { target: '/bin/sh', source: BUSYBOX, optional: false },
-  { target: '/bin/busybox', source: BUSYBOX, optional: false },
-];
-const name = (c: string, n: string): string => `${c.repeat(32)}-${n}`;
+const BB = BUSYBOX_PATHS;
+const name = (c: string, n: string): string => `${HASH(c)}-${n}`;
 
-function fixture(t: TestContext): Fixture {
-  requireLinux('namespace sandbox');
-  const fx = makeFixture();
-  t.after(() => removeTree(fx.root));
-  return fx;
-}
+const fixture = testFixture;
 
 function request(fx: Fixture, script: string, over: Partial<BuildRequest> = {}): BuildRequest {
   return fx.request(`B=/bin/busybox; ${script}`, { sandboxPaths: BB, ...over });
