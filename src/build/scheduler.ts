@@ -371,18 +371,18 @@ async function runDag(todo: Node[], goals: Map<string, GoalResult>, failures: Fa
     }
     unsettled--;
     for (const d of node.dependents) {
+      if (d.state !== 'waiting' && !d.prestart) continue;
+      d.pending--;
+      if (state === 'failed') d.failedDeps++;
+      else if (state === 'cancelled') d.cancelledDeps++;
       if (d.prestart) {
-        d.pending--;
-        if (state === 'failed') d.failedDeps++;
-        else if (state === 'cancelled') d.cancelledDeps++;
         const p = d.prestart;
         if (d.failedDeps > 0 && (d.pending === 0 || !opts.keepGoing)) {
-          const n = d.failedDeps;
           d.prestart = undefined;
-          p.stop(new DependencyFailed(`${n} dependencies of derivation '${d.drvPath}' failed to build`, { drvPath: d.drvPath, failed: n }));
+          p.stop(dependencyFailed(d));
         } else if (d.pending === 0) {
           d.prestart = undefined;
-          if (d.cancelledDeps > 0 || cancel.signal.aborted) p.stop(new BuildInterrupted(`build of '${d.drvPath}' was cancelled`, {}));
+          if (d.cancelledDeps > 0 || cancel.signal.aborted) p.stop(new BuildInterrupted(`build of '${d.drvPath}' was cancelled`, { drvPath: d.drvPath }));
           else {
             p.go();
             prestartDependents(d);
@@ -390,10 +390,6 @@ async function runDag(todo: Node[], goals: Map<string, GoalResult>, failures: Fa
         }
         continue;
       }
-      if (d.state !== 'waiting') continue;
-      d.pending--;
-      if (state === 'failed') d.failedDeps++;
-      else if (state === 'cancelled') d.cancelledDeps++;
       if (state === 'failed' && !opts.keepGoing) {
         failDependent(d);
         continue;
@@ -407,10 +403,15 @@ async function runDag(todo: Node[], goals: Map<string, GoalResult>, failures: Fa
     if (unsettled === 0 && running === 0) finish();
   };
 
+  /** Nix's error for a derivation whose inputs failed. */
+  const dependencyFailed = (d: Node): DependencyFailed => {
+    const n = Math.max(1, d.failedDeps);
+    return new DependencyFailed(`${n} dependencies of derivation '${d.drvPath}' failed to build`, { drvPath: d.drvPath, failed: n });
+  };
+
   const failDependent = (d: Node, prestarted = false) => {
     if (d.state !== 'waiting' && !prestarted) return;
-    const n = Math.max(1, d.failedDeps);
-    const err = new DependencyFailed(`${n} dependencies of derivation '${d.drvPath}' failed to build`, { drvPath: d.drvPath, failed: n });
+    const err = dependencyFailed(d);
     const now = Date.now();
     const result: GoalResult = {
       drvPath: d.drvPath,
