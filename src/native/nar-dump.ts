@@ -35,7 +35,10 @@ export type NarDumpFailure =
   | { code: 'E_UNSUPPORTED_FILE_TYPE'; message: string; path: string }
   | { code: 'E_FILE_CHANGED'; message: string; path: string; expected: number; got: number };
 
-export type NarDumpOutcome = { ok: true; narSize: number } | { ok: false; failure: NarDumpFailure } | { ok: false; unavailable: string };
+export type NarDumpOutcome =
+  | { ok: true; narSize: number }
+  | { ok: false; failure: NarDumpFailure }
+  | { ok: false; unavailable: string; exitCode?: number };
 
 const UNSUPPORTED = /^E_UNSUPPORTED_FILE_TYPE (cannot serialise '(.*)': unsupported file type \(not a file, directory or symlink\))\n$/s;
 const CHANGED = /^E_FILE_CHANGED (file '(.*)' changed while being read: expected (\d+) bytes, got (\d+))\n$/s;
@@ -51,11 +54,18 @@ export function parseFailure(stderr: string): NarDumpFailure | null {
 
 export type NarHashOutcome = { ok: true; digest: Buffer; narSize: number } | { ok: false; failure: NarDumpFailure } | { ok: false; unavailable: string };
 
+/** Algorithms the program found no libcrypto for (exit 3): not asked again in this process. */
+const noCrypto = new Set<string>();
+
 /** Hashes the NAR of `path` in the program (`--hash`); `unavailable` also when libcrypto is not there. */
 export function hashNarDump(path: string, algo: 'md5' | 'sha1' | 'sha256' | 'sha512'): Promise<NarHashOutcome> {
+  if (noCrypto.has(algo)) return Promise.resolve({ ok: false, unavailable: `no libcrypto ${algo} for ${NAR_DUMP_PATH}` });
   const out: Buffer[] = [];
   return run(path, ['--hash', algo], (c) => void out.push(c)).then((r) => {
-    if (!r.ok) return r;
+    if (!r.ok) {
+      if ('unavailable' in r && r.exitCode === 3) noCrypto.add(algo);
+      return r;
+    }
     const m = /^([0-9a-f]+) (\d+)\n$/.exec(Buffer.concat(out).toString('latin1'));
     if (!m) return { ok: false, unavailable: `${NAR_DUMP_PATH} --hash printed something else` };
     return { ok: true, digest: Buffer.from(m[1]!, 'hex'), narSize: Number(m[2]) };
@@ -118,7 +128,11 @@ function run(path: string, options: string[], sink: (chunk: Buffer) => void): Pr
       const stderr = Buffer.concat(err).toString('utf8');
       const failure = code === 1 ? parseFailure(stderr) : null;
       if (failure) return settle({ ok: false, failure });
-      settle({ ok: false, unavailable: `${NAR_DUMP_PATH} ${signal ? `killed by ${signal}` : `exited with ${code}`}: ${stderr.trim()}` });
+      settle({
+        ok: false,
+        unavailable: `${NAR_DUMP_PATH} ${signal ? `killed by ${signal}` : `exited with ${code}`}: ${stderr.trim()}`,
+        ...(code !== null ? { exitCode: code } : {}),
+      });
     });
   });
 }
