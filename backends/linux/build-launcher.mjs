@@ -7,6 +7,8 @@
 // the fast NAR serialiser hashPath uses for directories; without it hashing
 // runs in JS (same results), so its failure is only recorded
 // (nar-dump-status.json), and printed only when the compiler itself failed.
+// And src/native/addon.c into dist/launcher/drvbox-native.node (flock and
+// xattrs without koffi; the same fallback rule, native-status.json).
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, writeFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
@@ -45,6 +47,29 @@ const cc = process.env.CC || 'cc';
     const reason = !n ? 'nar-dump.c not present' : n.error ? `no C compiler found (${cc}: ${n.error.code ?? n.error.message})` : `${cc} failed: ${n.stderr.trim().split('\n').slice(-5).join(' | ')}`;
     writeFileSync(narStatus, JSON.stringify({ ok: false, reason, compiler: cc, at: new Date().toISOString() }));
     if (n && !n.error) console.warn(`drvbox: the native NAR serialiser was not built (hashing stays in JS, slower on big trees): ${reason}.`);
+  }
+}
+{
+  // No Node headers needed: addon.c declares the Node-API functions it uses,
+  // which resolve against the node binary at load time.
+  const addonSrc = join(root, 'src', 'native', 'addon.c');
+  const addonOut = join(outDir, 'drvbox-native.node');
+  const addonStatus = join(outDir, 'native-status.json');
+  const a = existsSync(addonSrc)
+    ? spawnSync(cc, ['-O2', '-shared', '-fPIC', '-fvisibility=hidden', '-Wall', '-Wextra', '-Werror', '-std=gnu11', '-o', addonOut + '.tmp', addonSrc], {
+        stdio: ['ignore', 'inherit', 'pipe'],
+        encoding: 'utf8',
+      })
+    : null;
+  if (a && !a.error && a.status === 0) {
+    spawnSync('mv', [addonOut + '.tmp', addonOut]);
+    writeFileSync(addonStatus, JSON.stringify({ ok: true, path: addonOut, compiler: cc, at: new Date().toISOString() }));
+  } else {
+    rmSync(addonOut + '.tmp', { force: true });
+    rmSync(addonOut, { force: true });
+    const reason = !a ? 'addon.c not present' : a.error ? `no C compiler found (${cc}: ${a.error.code ?? a.error.message})` : `${cc} failed: ${a.stderr.trim().split('\n').slice(-5).join(' | ')}`;
+    writeFileSync(addonStatus, JSON.stringify({ ok: false, reason, compiler: cc, at: new Date().toISOString() }));
+    if (a && !a.error) console.warn(`drvbox: the native addon was not built (file locks and xattrs go through koffi, ~10 ms more per command): ${reason}.`);
   }
 }
 const r = spawnSync(cc, ['-O2', '-Wall', '-Wextra', '-Werror', '-std=gnu11', '-o', out + '.tmp', src], {

@@ -4,10 +4,15 @@
 // description, so it dies with the process (no stale lock after kill -9) and
 // two opens in one process exclude each other too.
 //
+// The call goes through the native addon (src/native/addon.ts) where it was
+// built, and through koffi otherwise: same semantics, koffi just loads slower.
+//
 // We only ever call flock with LOCK_NB: a blocking flock would stall the
 // event loop (or a libuv pool thread). Waiting is a poll with backoff.
 import { createRequire } from 'node:module';
+import { constants as osConstants } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { nativeAddon } from '../native/addon.js';
 import { LockBusy, LockFailed } from './errors.js';
 
 const LOCK_SH = 1;
@@ -26,8 +31,33 @@ interface Libc {
 
 let libc: Libc | null = null;
 
+/** Which implementation serves flock in this process (loads it). */
+export function flockImplementation(): 'native' | 'koffi' {
+  load();
+  return implementation;
+}
+
+let implementation: 'native' | 'koffi' = 'koffi';
+
 function load(): Libc {
   if (libc) return libc;
+  const native = nativeAddon();
+  if (native) {
+    // The addon returns -errno: errno() reads the last one.
+    let last = 0;
+    implementation = 'native';
+    libc = {
+      flock: (fd, op) => {
+        const r = native.flock(fd, op);
+        last = r < 0 ? -r : 0;
+        return r < 0 ? -1 : 0;
+      },
+      errno: () => last,
+      EWOULDBLOCK: osConstants.errno.EWOULDBLOCK ?? osConstants.errno.EAGAIN,
+      EINTR: osConstants.errno.EINTR,
+    };
+    return libc;
+  }
   const require = createRequire(import.meta.url);
   let koffi: typeof import('koffi');
   try {

@@ -1,15 +1,18 @@
 // Removing extended attributes and ACLs from new store files (Linux), as Nix
 // does: they are not part of the NAR, so leaving them would make the same
-// path differ between machines. Through koffi, loaded on first use; where
-// it or the calls are unavailable this is a no-op.
+// path differ between machines. Through the native addon, or koffi where it
+// was not built (loaded on first use); where neither works this is a no-op.
 import { createRequire } from 'node:module';
+import { nativeAddon } from '../native/addon.js';
 
 /** Attributes Nix leaves alone (settings.ignoredAcls). */
 const IGNORED = new Set(['security.selinux', 'system.nfs4_acl', 'security.csm']);
 
 interface XattrFns {
-  llistxattr: (path: string, buf: Buffer | null, size: number) => number;
-  lremovexattr: (path: string, name: string) => number;
+  /** The names, or none (also where listing failed). */
+  list: (path: string) => string[];
+  /** True when removed. */
+  remove: (path: string, name: string) => boolean;
 }
 
 let fns: XattrFns | null | undefined;
@@ -18,12 +21,32 @@ function load(): XattrFns | null {
   if (fns !== undefined) return fns;
   fns = null;
   if (process.platform !== 'linux') return fns;
+  const native = nativeAddon();
+  if (native) {
+    fns = {
+      list: (path) => {
+        const r = native.listXattrs(path);
+        return typeof r === 'number' ? [] : r;
+      },
+      remove: (path, name) => native.removeXattr(path, name) === 0,
+    };
+    return fns;
+  }
   try {
     const koffi = createRequire(import.meta.url)('koffi') as typeof import('koffi');
     const lib = koffi.load('libc.so.6');
+    const llistxattr = lib.func('long llistxattr(const char *path, void *list, size_t size)') as (path: string, buf: Buffer | null, size: number) => number;
+    const lremovexattr = lib.func('int lremovexattr(const char *path, const char *name)') as (path: string, name: string) => number;
     fns = {
-      llistxattr: lib.func('long llistxattr(const char *path, void *list, size_t size)') as XattrFns['llistxattr'],
-      lremovexattr: lib.func('int lremovexattr(const char *path, const char *name)') as XattrFns['lremovexattr'],
+      list: (path) => {
+        const size = llistxattr(path, null, 0);
+        if (size <= 0) return [];
+        const buf = Buffer.alloc(size);
+        const got = llistxattr(path, buf, size);
+        if (got <= 0) return [];
+        return buf.subarray(0, got).toString('latin1').split('\0').filter((n) => n !== '');
+      },
+      remove: (path, name) => lremovexattr(path, name) === 0,
     };
   } catch {
     fns = null;
@@ -35,15 +58,10 @@ function load(): XattrFns | null {
 export function removeXattrs(path: string): string[] {
   const f = load();
   if (!f) return [];
-  const size = f.llistxattr(path, null, 0);
-  if (size <= 0) return [];
-  const buf = Buffer.alloc(size);
-  const got = f.llistxattr(path, buf, size);
-  if (got <= 0) return [];
   const removed: string[] = [];
-  for (const name of buf.subarray(0, got).toString('latin1').split('\0')) {
-    if (!name || IGNORED.has(name)) continue;
-    if (f.lremovexattr(path, name) === 0) removed.push(name);
+  for (const name of f.list(path)) {
+    if (IGNORED.has(name)) continue;
+    if (f.remove(path, name)) removed.push(name);
   }
   return removed;
 }
