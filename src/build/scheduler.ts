@@ -385,7 +385,6 @@ async function runDag(todo: Node[], goals: Map<string, GoalResult>, failures: Fa
           if (d.cancelledDeps > 0 || cancel.signal.aborted) p.stop(new BuildInterrupted(`build of '${d.drvPath}' was cancelled`, { drvPath: d.drvPath }));
           else {
             p.go();
-            prestartDependents(d);
           }
         }
         continue;
@@ -480,7 +479,6 @@ async function runDag(todo: Node[], goals: Map<string, GoalResult>, failures: Fa
         settle(node, 'failed', result);
       },
     );
-    if (!prestart) prestartDependents(node);
   };
 
   const prestartNode = (d: Node) => {
@@ -508,7 +506,12 @@ async function runDag(todo: Node[], goals: Map<string, GoalResult>, failures: Fa
       signal: cancel.signal,
       parts,
       chooseBackend,
-      ...(opts.onRunning ? { onRunning: opts.onRunning } : {}),
+      // Dependents are prepared once this builder runs: while it runs, not
+      // on its way to running (in a chain, that is the critical path).
+      onRunning: (r: RunningGoal) => {
+        opts.onRunning?.(r);
+        prestartDependents(node);
+      },
       ...(recursive ? { recursive } : {}),
       ...(prestart ? { prestart } : {}),
     });
