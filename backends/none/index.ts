@@ -4,13 +4,13 @@
 // hidden, so builds go to scratch paths and are rewritten (needsHashRewrite),
 // as in Nix. See plan.ts for how its processes are contained.
 import { existsSync } from 'node:fs';
-import type { Backend, BackendCapabilities, BackendSettings, BuildRequest, PlanHost, ProbeReport, RunningBuild, SandboxSpec } from '../backend.js';
+import type { Backend, BackendCapabilities, BackendSettings, BuildRequest, HeldBuild, PlanHost, ProbeReport, RunningBuild, SandboxSpec } from '../backend.js';
 import { BuilderStartFailed } from '../../src/build/errors-run.js';
 import { explainNone, isNoneSpec, planNone, type NonePlanOptions, type NoneSandboxSpec } from './plan.js';
-import { pidNamespaceProblem, startNone, type StartNoneOptions } from './run.js';
+import { pidNamespaceProblem, startHeldNone, startNone, type StartNoneOptions } from './run.js';
 
 export { planNone, explainNone, isNoneSpec, type NoneSandboxSpec, type NonePlanOptions, type Containment } from './plan.js';
-export { startNone, pidNamespaceProblem, type StartNoneOptions } from './run.js';
+export { startNone, startHeldNone, pidNamespaceProblem, type StartNoneOptions } from './run.js';
 
 export const NONE_CAPABILITIES: BackendCapabilities = {
   needsHashRewrite: true,
@@ -70,6 +70,13 @@ export function createNoneBackend(deps: NoneBackendDeps = {}): Backend {
         throw new BuilderStartFailed(`derivation '${s.request.drvPath}': the build directory '${s.cwd}' does not exist`, { path: s.cwd });
       }
       return startNone(s, deps);
+    },
+    async startHeld(spec: SandboxSpec): Promise<HeldBuild> {
+      const s = asNone(spec);
+      if (!existsSync(s.cwd)) {
+        throw new BuilderStartFailed(`derivation '${s.request.drvPath}': the build directory '${s.cwd}' does not exist`, { path: s.cwd });
+      }
+      return startHeldNone(s);
     },
     async addPath(): Promise<void> {
       // Nothing to do: the builder sees the host store.

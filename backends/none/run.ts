@@ -15,10 +15,12 @@ import { spawn } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import { PassThrough, type Readable } from 'node:stream';
-import type { ExitStatus, ResourceUsage, RunningBuild } from '../backend.js';
+import type { ExitStatus, HeldBuild, ResourceUsage, RunningBuild } from '../backend.js';
 import { BuilderStartFailed } from '../../src/build/errors-run.js';
 import type { NoneSandboxSpec } from './plan.js';
 import { ExecFailedBuild } from '../linux/exec-failed.js';
+import { HeldBuildAbandoned, HeldBuildAlreadyReleased, HeldBuildNotPlanned } from '../linux/errors.js';
+import { HeldBuildCannotHide, HeldBuildSetupFailed, HeldBuildUnavailable } from './errors.js';
 
 /** How long kill() waits for the launcher's monitor before SIGKILLing it. */
 const KILL_GRACE_MS = 5000;
@@ -128,22 +130,20 @@ let launcherModules: Promise<
 > | null = null;
 let launcherFound: ReturnType<typeof import('../linux/launcher-path.js').launcherStatus> | null = null;
 
-async function startInPidNamespace(spec: NoneSandboxSpec): Promise<RunningBuild | 'unavailable'> {
+function loadLauncherModules() {
   launcherModules ??= Promise.all([
     import('../linux/protocol.js'),
     import('../linux/launcher-path.js'),
     import('../linux/spawn.js'),
     import('../linux/server.js'),
   ]);
-  const [protocol, paths, spawner, server] = await launcherModules;
-  const status = (launcherFound ??= paths.launcherStatus());
-  if (!status.ok) {
-    pidNamespaceBroken = `the Linux launcher is not built: ${status.reason}`;
-    return 'unavailable';
-  }
-  const ctx = `derivation '${spec.request.drvPath}'`;
+  return launcherModules;
+}
+
+/** The launcher's RUN request for `spec` (minimal mode: a PID namespace, no mounts). */
+function pidNamespaceRequest(protocol: typeof import('../linux/protocol.js'), spec: NoneSandboxSpec, hold: boolean): Buffer {
   const ids = spec.userNamespace ? { uidMap: `${spec.uid} ${spec.uid} 1`, gidMap: `${spec.gid} ${spec.gid} 1` } : {};
-  const request = protocol.encodeRequest(
+  return protocol.encodeRequest(
     {
       mode: protocol.Mode.RUN,
       cloneFlags: protocol.CloneFlag.NEWPID | (spec.userNamespace ? protocol.CloneFlag.NEWUSER : 0),
@@ -161,9 +161,21 @@ async function startInPidNamespace(spec: NoneSandboxSpec): Promise<RunningBuild 
       reaper: true,
       // root switching to a build user keeps none of root's groups.
       ...(spec.buildUser ? { dropGroups: true } : {}),
+      ...(hold ? { hold: true } : {}),
     },
-    ctx,
+    `derivation '${spec.request.drvPath}'`,
   );
+}
+
+async function startInPidNamespace(spec: NoneSandboxSpec): Promise<RunningBuild | 'unavailable'> {
+  const [protocol, paths, spawner, server] = await loadLauncherModules();
+  const status = (launcherFound ??= paths.launcherStatus());
+  if (!status.ok) {
+    pidNamespaceBroken = `the Linux launcher is not built: ${status.reason}`;
+    return 'unavailable';
+  }
+  const ctx = `derivation '${spec.request.drvPath}'`;
+  const request = pidNamespaceRequest(protocol, spec, false);
   const oneShot = process.env.DRVBOX_LAUNCHER_ONESHOT === '1';
   const proc: LauncherProc = oneShot
     ? spawner.spawnLauncher(status.path, request, true)
@@ -337,4 +349,95 @@ export async function startNone(spec: NoneSandboxSpec, opts: StartNoneOptions = 
     );
   }
   return new GroupBuild(spec);
+}
+
+/**
+ * Backend.startHeld: the launcher sets the PID namespace and its init up
+ * now; the init forks and execs the builder when released. Only where
+ * builders run in a PID namespace through the launcher server (otherwise
+ * HeldBuildUnavailable: the goal then starts the build the ordinary way).
+ */
+export async function startHeldNone(spec: NoneSandboxSpec): Promise<HeldBuild> {
+  const ctx = `derivation '${spec.request.drvPath}'`;
+  const drvPath = spec.request.drvPath;
+  if (!spec.request.held) throw new HeldBuildNotPlanned(`${ctx}: startHeld() needs a build planned with 'held' (BuildRequest.held)`, { drvPath });
+  const unavailable = (why: string) => new HeldBuildUnavailable(`${ctx}: cannot hold the builder: ${why}`, { drvPath, reason: why });
+  if (spec.containment !== 'pid-namespace') throw unavailable('builders run in process groups here');
+  if (pidNamespaceBroken !== null) throw unavailable(pidNamespaceBroken);
+  if (process.env.DRVBOX_LAUNCHER_ONESHOT === '1') throw unavailable('it needs the launcher server, which DRVBOX_LAUNCHER_ONESHOT=1 turns off');
+  const [protocol, paths, , server] = await loadLauncherModules();
+  const status = (launcherFound ??= paths.launcherStatus());
+  if (!status.ok) throw unavailable(`the Linux launcher is not built: ${status.reason}`);
+  const proc = await server.launcherServer(status.path).start(pidNamespaceRequest(protocol, spec, true));
+  const lines = await proc.held!;
+  if (!lines.some((l) => l.kind === 'held') || !lines.some((l) => l.kind === 'pid')) {
+    await stopLauncher(proc);
+    const err = lines.find((l) => l.kind === 'error');
+    const detail = err && err.kind === 'error' ? err.message : 'the launcher ended before the hold';
+    throw new HeldBuildSetupFailed(`${ctx}: ${detail}`, { drvPath, detail });
+  }
+  pidNamespaceProven = true;
+  return new NoneHeldBuild(spec, proc, (p) => new NamespaceBuild(p, protocol.parseResultLine));
+}
+
+/** Ends a launcher monitor that has not started a builder: "K", then SIGKILL after the grace. */
+async function stopLauncher(proc: LauncherProc): Promise<void> {
+  proc.log?.resume();
+  if (proc.alive()) {
+    proc.kill('SIGTERM');
+    const timer = setTimeout(() => proc.kill('SIGKILL'), KILL_GRACE_MS);
+    await proc.exited;
+    clearTimeout(timer);
+  }
+  await proc.result;
+}
+
+class NoneHeldBuild implements HeldBuild {
+  /** The builder sees the host's store: this only records what the caller made sure is there. */
+  readonly visible: Set<string>;
+  private state: 'held' | 'released' | 'abandoned' = 'held';
+  private abandoned: Promise<void> | null = null;
+
+  constructor(
+    private readonly spec: NoneSandboxSpec,
+    private readonly proc: LauncherProc & { go?: () => void },
+    private readonly running: (p: LauncherProc) => RunningBuild,
+  ) {
+    this.visible = new Set(spec.request.inputPaths);
+  }
+
+  private usable(what: string): void {
+    const drvPath = this.spec.request.drvPath;
+    const ctx = `derivation '${drvPath}'`;
+    if (this.state === 'abandoned') throw new HeldBuildAbandoned(`${ctx}: cannot ${what}: the held build was abandoned`, { drvPath });
+    if (this.state === 'released') throw new HeldBuildAlreadyReleased(`${ctx}: cannot ${what}: the held build was already released`, { drvPath });
+  }
+
+  async addPaths(storePaths: readonly string[]): Promise<void> {
+    this.usable('add paths');
+    for (const p of storePaths) this.visible.add(p);
+  }
+
+  async removePaths(storePaths: readonly string[]): Promise<void> {
+    this.usable('remove paths');
+    const drvPath = this.spec.request.drvPath;
+    throw new HeldBuildCannotHide(`derivation '${drvPath}': an unsandboxed builder sees the whole store; '${storePaths[0] ?? ''}' cannot be hidden from it`, {
+      drvPath,
+      paths: [...storePaths],
+    });
+  }
+
+  async release(): Promise<RunningBuild> {
+    this.usable('release the builder');
+    this.state = 'released';
+    this.proc.go!();
+    return this.running(this.proc);
+  }
+
+  abandon(): Promise<void> {
+    if (this.state === 'released') return Promise.resolve();
+    this.state = 'abandoned';
+    this.abandoned ??= stopLauncher(this.proc);
+    return this.abandoned;
+  }
 }
