@@ -309,6 +309,24 @@ export async function backendFor(i: BackendForInput): Promise<BackendChoice> {
 }
 
 /**
+ * Starts ahead of the first build what it will need, while the caller goes
+ * on planning: on Linux the launcher server (its spare monitors connect
+ * meanwhile) and, when builds may be sandboxed, the sandbox probe (cached
+ * per process, so backendFor() then finds it done or under way). Nothing is
+ * reported here: a problem shows where the build meets it.
+ */
+export function warmUp(i: { sandboxMode: SandboxMode; storeDir: string; realStoreDir: string }): void {
+  if (process.platform !== 'linux') return;
+  void (async () => {
+    const paths = await import('./linux/launcher-path.js');
+    const launcher = paths.launcherStatus();
+    if (!launcher.ok) return;
+    if (process.env.DRVBOX_LAUNCHER_ONESHOT !== '1') (await import('./linux/server.js')).launcherServer(launcher.path);
+    if (i.sandboxMode !== 'false' || i.storeDir !== i.realStoreDir) void (await import('./linux/index.js')).linuxBackend.probe();
+  })().catch(() => {});
+}
+
+/**
  * A backend by name, for `drvbox sandbox explain --platform ...` (no
  * decision, no probe): the backend, a plan host for it, and `explain(req)`
  * that plans and describes without building. darwin's works on any OS (its

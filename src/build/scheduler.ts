@@ -294,9 +294,15 @@ export async function buildTargets(targets: BuildTarget[], opts: SchedulerOption
 
 async function runDag(todo: Node[], goals: Map<string, GoalResult>, failures: FailureKind[], opts: SchedulerOptions): Promise<void> {
   const { store, reporter, settings } = opts;
+  let backendFor = opts.chooseBackend;
+  if (!backendFor) {
+    const backends = await import('../../backends/backend.js');
+    backendFor = backends.backendFor;
+    // First: the launcher starts (and the sandbox is probed) while the goals are set up.
+    if (todo.some((n) => !isBuiltin(n.drv))) backends.warmUp({ sandboxMode: settings.sandboxMode, storeDir: store.storeDir, realStoreDir: store.realStoreDir });
+  }
   const goalMod = await import('./goal.js');
   const parts = opts.parts ?? (await goalMod.defaultParts());
-  const backendFor = opts.chooseBackend ?? (await import('../../backends/backend.js')).backendFor;
   // The choice depends on few inputs: decide once per combination. Choices
   // with a warning are not reused: it names the derivation and is printed for each.
   const choices = new Map<string, BackendChoice>();
