@@ -334,9 +334,14 @@ async function runDag(todo: Node[], goals: Map<string, GoalResult>, failures: Fa
   opts.signal?.addEventListener('abort', onUserAbort, { once: true });
   let running = 0;
   // Prestart: while a derivation builds, its dependent whose other inputs
-  // are all there prepares (and holds its sandbox) so it starts the moment
-  // the input is registered. Only with a build slot to spare, which is what
-  // a chain leaves idle; never for inner builds of a recursive build.
+  // are all there or on their way prepares (and holds its sandbox) so it
+  // starts the moment the input is registered. Only with a build slot to
+  // spare, which is what a chain leaves idle; never for inner builds of a
+  // recursive build. Up to max-jobs of them wait at once: in a chain the
+  // link after next is set up too, as setting a sandbox up takes longer
+  // than building and registering a trivial link.
+  /** Prestarted goals still waiting for their inputs (they hold no build slot). */
+  let waitingPrestarts = 0;
   const resolveMod = await import('./resolve.js');
   const prestartOn = !opts.slots && settings.maxJobs > 1 && process.env.DRVBOX_PRESTART !== '0';
   const canPrestart = (d: Node): boolean =>
@@ -350,8 +355,10 @@ async function runDag(todo: Node[], goals: Map<string, GoalResult>, failures: Fa
     !isBuiltin(d.drv) &&
     !requiresRecursiveNix(d.drv) &&
     !resolveMod.needsResolution(d.drv) &&
-    running < settings.maxJobs &&
-    [...d.deps].every((x) => x.state !== 'waiting' && !x.prestart) &&
+    running - waitingPrestarts < settings.maxJobs &&
+    waitingPrestarts < settings.maxJobs &&
+    // Every input builds, is built, or is itself prestarted (state running).
+    [...d.deps].every((x) => x.state !== 'waiting') &&
     buildableHere(d);
   /** A derivation that cannot build here fails after its inputs, as without prestart (not while they build). */
   const buildableHere = (d: Node): boolean => {
@@ -362,8 +369,18 @@ async function runDag(todo: Node[], goals: Map<string, GoalResult>, failures: Fa
       return false;
     }
   };
+  /** Prestarts what can be among the dependents of `node`, and further down the prestarted ones. */
   const prestartDependents = (node: Node) => {
-    for (const d of node.dependents) if (canPrestart(d)) prestartNode(d);
+    for (const d of node.dependents) {
+      if (canPrestart(d)) prestartNode(d);
+      if (d.prestart) prestartDependents(d);
+    }
+  };
+  /** `d` no longer waits as a prestarted goal (told to go or stop, or ended). */
+  const clearPrestart = (d: Node) => {
+    if (d.prestart === undefined) return;
+    d.prestart = undefined;
+    waitingPrestarts--;
   };
   let finish!: () => void;
   const allDone = new Promise<void>((r) => (finish = r));
@@ -384,10 +401,10 @@ async function runDag(todo: Node[], goals: Map<string, GoalResult>, failures: Fa
       if (d.prestart) {
         const p = d.prestart;
         if (d.failedDeps > 0 && (d.pending === 0 || !opts.keepGoing)) {
-          d.prestart = undefined;
+          clearPrestart(d);
           p.stop(dependencyFailed(d));
         } else if (d.pending === 0) {
-          d.prestart = undefined;
+          clearPrestart(d);
           if (d.cancelledDeps > 0 || cancel.signal.aborted) p.stop(new BuildInterrupted(`build of '${d.drvPath}' was cancelled`, { drvPath: d.drvPath }));
           else {
             p.go();
@@ -441,7 +458,7 @@ async function runDag(todo: Node[], goals: Map<string, GoalResult>, failures: Fa
     void runNode(node, prestart).then(
       (result) => {
         running--;
-        node.prestart = undefined;
+        clearPrestart(node);
         if (prestart && node.failedDeps > 0 && result.status === 'failed' && (result.failure === 'dependency' || result.failure === 'interrupted')) {
           // Prestarted, then an input failed: as if it had never started.
           failDependent(node, true);
@@ -465,7 +482,7 @@ async function runDag(todo: Node[], goals: Map<string, GoalResult>, failures: Fa
       },
       (e: unknown) => {
         running--;
-        node.prestart = undefined;
+        clearPrestart(node);
         const now = Date.now();
         const result: GoalResult = {
           drvPath: node.drvPath,
@@ -496,6 +513,7 @@ async function runDag(todo: Node[], goals: Map<string, GoalResult>, failures: Fa
     });
     inputsReady.catch(() => {});
     d.prestart = { go, stop };
+    waitingPrestarts++;
     start(d, { inputsReady });
   };
 
