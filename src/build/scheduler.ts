@@ -464,6 +464,12 @@ async function runDag(todo: Node[], goals: Map<string, GoalResult>, failures: Fa
           failDependent(node, true);
           return;
         }
+        if (prestart && node.pending > 0 && result.status === 'failed' && result.failure === 'interrupted') {
+          // Cancelled while its inputs still build (a prestarted link further
+          // down a chain): as if it had never started; their outcome decides.
+          node.state = 'waiting';
+          return;
+        }
         const cancelled =
           result.status === 'failed' && result.failure === 'interrupted' && (cancel.signal.aborted || node.cancelledDeps > 0);
         if (cancelled) {

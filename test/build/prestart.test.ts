@@ -29,7 +29,8 @@ const of = (events: string[], name: string) => events.filter((e) => e.split(' ')
 describe('prestart', () => {
   test('a chain: each goal holds its sandbox (with the inputs there so far) while its input builds; the rest is added before release', async (t) => {
     const { store, buildDir } = await realStore(t);
-    const { a, b, c } = await chain(store, ['sleep:60', 'sleep:60', 'sleep:60']);
+    // Long enough for the goals behind to be set up meanwhile, also on a loaded machine.
+    const { a, b, c } = await chain(store, ['sleep:400', 'sleep:400', 'sleep:60']);
     const fake = new FakeBackend({ hold: true });
     const rec = new Recorder();
     const r = await buildTargets([target(c)], { store, settings: settings(buildDir), mode: 'normal', keepGoing: false, reporter: rec, chooseBackend: fake.choose });
@@ -53,7 +54,7 @@ describe('prestart', () => {
 
   test('no more prestarted goals wait at once than max-jobs: in a chain of four with -j2, d is held only once a is done', async (t) => {
     const { store, buildDir } = await realStore(t);
-    const { c } = await chain(store, ['sleep:60', 'sleep:60', 'sleep:60']);
+    const { c } = await chain(store, ['sleep:400', 'sleep:400', 'sleep:60']);
     const d = await addDrv(store, { name: 'd', env: { FAKE: 'write', c: c.drv.env.get('out')! }, inputDrvs: { [c.drvPath]: ['out'] } });
     const fake = new FakeBackend({ hold: true });
     const rec = new Recorder();
