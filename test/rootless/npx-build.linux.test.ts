@@ -115,4 +115,39 @@ describe('rootless: npx drvbox build on the embedded default store', () => {
     assert.equal(r.status, 0, `${dflt.how}\n${dflt.paths.join('\n')}\n${r.stderr}`);
     assert.equal(readFileSync(storeFile(r.stdout.trim()), 'utf8'), 'built by sh with nested\n');
   });
+
+  test('unsandboxed with -j2 in a store of the user\'s own: the next links are held in their PID and user namespaces, and the chain builds', () => {
+    const dist = (p: string) => JSON.stringify(join(checkout, 'dist', p));
+    const script = `
+      import { backendFor } from ${dist('backends/backend.js')};
+      import { buildTargets } from ${dist('src/build/scheduler.js')};
+      import { addDrv, realStore, Recorder, settings } from ${dist('test/build/engine-fixture.js')};
+      const cleanups = [];
+      const t = { after: (f) => cleanups.push(f) };
+      const { store, buildDir } = await realStore(t);
+      const BB = '/usr/bin/busybox';
+      const a = await addDrv(store, { name: 'a', script: 'echo a > $out; $BB sleep 0.2', env: { BB } });
+      const b = await addDrv(store, { name: 'b', script: 'read x < $a; echo "$x b" > $out; $BB sleep 0.2', env: { BB, a: a.drv.env.get('out') }, inputDrvs: { [a.drvPath]: ['out'] } });
+      const c = await addDrv(store, { name: 'c', script: 'read x < $b; echo "$x c" > $out', env: { b: b.drv.env.get('out') }, inputDrvs: { [b.drvPath]: ['out'] } });
+      let held = 0;
+      const chooseBackend = async (i) => {
+        const choice = await backendFor(i);
+        const be = choice.backend;
+        return { ...choice, backend: { ...be, startHeld: async (spec) => { const h = await be.startHeld(spec); held++; return h; } } };
+      };
+      const rec = new Recorder();
+      const r = await buildTargets([{ arg: c.drvPath, drvPath: c.drvPath, outputs: null }], {
+        store, settings: settings(buildDir, { sandboxMode: 'false' }), mode: 'normal', keepGoing: false, reporter: rec, chooseBackend,
+      });
+      const { readFileSync } = await import('node:fs');
+      console.log(JSON.stringify({ exit: r.exitCode, held, out: r.exitCode === 0 ? readFileSync(store.toRealPath(c.drv.env.get('out')), 'utf8') : rec.finished_.map((f) => f.error?.message).join(' | ') }));
+      for (const f of cleanups.reverse()) await f();
+    `;
+    const r = spawnSync('runuser', ['-u', TEST_USER, '--', 'env', '-i', `HOME=${home}`, `PATH=${process.env.PATH}`, process.execPath, '--input-type=module', '-e', script], {
+      cwd: checkout,
+      encoding: 'utf8',
+    });
+    assert.equal(r.status, 0, r.stderr);
+    assert.deepEqual(JSON.parse(r.stdout), { exit: 0, held: 2, out: 'a b c\n' });
+  });
 });
