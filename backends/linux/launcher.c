@@ -187,6 +187,20 @@ static void write_all(int fd, const char *buf, size_t n) {
   }
 }
 
+/* A server job's progress lines ("C", "A": one or two per store path) are
+ * collected and written together: each write wakes drvbox, and a held build
+ * waits for its paths. Whole lines only, at most PIPE_BUF bytes a write, so
+ * that lines of jobs running at once never interleave. Flushed before an
+ * error line and when the job ends. */
+static int batching = 0;
+static char batch[PIPE_BUF];
+static size_t batch_len = 0;
+
+static void flush_batch(void) {
+  if (batch_len) write_all(status_fd, batch, batch_len);
+  batch_len = 0;
+}
+
 static void status_line(char kind, const char *fmt, va_list ap) {
   char buf[4096];
   int n = snprintf(buf, sizeof buf, "%s%c ", status_prefix, kind);
@@ -196,6 +210,13 @@ static void status_line(char kind, const char *fmt, va_list ap) {
   for (size_t i = (size_t)n; i < len; i++)
     if (buf[i] == '\n') buf[i] = ' ';
   buf[len++] = '\n';
+  if (batching && (kind == 'C' || kind == 'A') && len <= sizeof batch) {
+    if (batch_len + len > sizeof batch) flush_batch();
+    memcpy(batch + batch_len, buf, len);
+    batch_len += len;
+    return;
+  }
+  flush_batch();
   write_all(status_fd, buf, len);
 }
 
@@ -1711,9 +1732,12 @@ static int server_mode(void) {
         if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != self) _exit(1);
         snprintf(status_prefix, sizeof status_prefix, "M %llu ", (unsigned long long)id);
         status_fd = FD_REQUEST;
+        batching = 1;
         memset(&R, 0, sizeof R);
         parse_request(buf, len);
-        _exit(mode == MODE_ADD_PATH ? add_path_mode() : remove_path_mode());
+        int rc = mode == MODE_ADD_PATH ? add_path_mode() : remove_path_mode();
+        flush_batch();
+        _exit(rc);
       }
       /* A remover outlives the zygote (no PDEATHSIG): a removal once begun
        * is finished, it only deletes. Its failures are its exit status. It
