@@ -477,6 +477,34 @@ static int open_parent_in(int base, const char *rel, char *scratch, const char *
   return dir;
 }
 
+/* Where file mount points can be hard links to one empty file (add-path):
+ * the sandbox's directory on disk, beside its store dir and hidden under
+ * the sandbox root. A link allocates no inode, which on some file systems
+ * costs far more than the link (ext4 without a journal scans recently
+ * deleted inodes on every allocation). -1: create each one. */
+static int placeholder_dir = -1;
+
+static int link_mountpoint(int dir, const char *leaf) {
+  static int ready = 0;
+  if (placeholder_dir < 0) return -1;
+  if (!ready) {
+    int fd = openat(placeholder_dir, ".mountpoint", O_RDONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0444);
+    if (fd < 0) {
+      placeholder_dir = -1;
+      return -1;
+    }
+    struct stat st;
+    int ok = fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size == 0;
+    close(fd);
+    if (!ok) {
+      placeholder_dir = -1;
+      return -1;
+    }
+    ready = 1;
+  }
+  return linkat(placeholder_dir, ".mountpoint", dir, leaf, 0);
+}
+
 /* Creates (if missing) the mount point for a bind of a `isdir` source. */
 static int make_mountpoint(int dir, const char *leaf, int isdir) {
   struct stat st;
@@ -493,6 +521,7 @@ static int make_mountpoint(int dir, const char *leaf, int isdir) {
   }
   if (errno != ENOENT) return -1;
   if (isdir) return mkdirat(dir, leaf, 0755) < 0 && errno != EEXIST ? -1 : 0;
+  if (link_mountpoint(dir, leaf) == 0) return 0;
   int fd = openat(dir, leaf, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0444);
   if (fd < 0) return -1;
   close(fd);
@@ -1308,6 +1337,7 @@ static int add_path_mode(void) {
     die("the build (monitor pid %llu) kept no mount namespace to add paths to: %s", (unsigned long long)R.target_pid,
         strerror(errno));
   int dir = open_sandbox_store(disk);
+  placeholder_dir = openat(dir, "..", O_PATH | O_DIRECTORY | O_CLOEXEC);
   struct stat *st = calloc(n, sizeof *st);
   if (!st) die("out of memory");
   /* Everything is checked before anything is created. */

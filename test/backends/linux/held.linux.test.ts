@@ -4,8 +4,8 @@
 import { before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, lstatSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { TestContext } from 'node:test';
 import type { BuildRequest, RunningBuild } from '../../../backends/backend.js';
@@ -164,6 +164,25 @@ describe('held builds: paths added and removed while held', () => {
     assert.deepEqual(readdirSync(spec.chrootStoreDir), [name('f', 'kept')]);
     const r = await finish(await h.release());
     assert.equal(r.log, `absent\nabsent\nabsent\n.\n..\n${name('f', 'kept')}\nkept\n0\n`);
+  });
+
+  test('file mount points added while held are links to one empty file beside the store dir (no inode each), unseen inside', async (t) => {
+    const fx = fixture(t);
+    const f1 = fx.addStoreFile(name('b', 'one'), 'one\n');
+    const f2 = fx.addStoreFile(name('c', 'two'), 'two\n');
+    const spec = plan(request(fx, `$B cat ${f2}; $B ls -a / /nix/store`, { held: true }));
+    const h = await held(t, spec);
+    await h.addPaths([f1, f2]);
+    const placeholder = join(dirname(spec.chrootStoreDir), '.mountpoint');
+    const ph = statSync(placeholder);
+    assert.deepEqual([ph.isFile(), ph.size, ph.nlink], [true, 0, 3]);
+    for (const n of [name('b', 'one'), name('c', 'two')]) assert.equal(lstatSync(join(spec.chrootStoreDir, n)).ino, ph.ino);
+    await h.removePaths([f1]);
+    assert.equal(statSync(placeholder).nlink, 2);
+    const r = await finish(await h.release());
+    assert.equal(r.code, 0, r.log);
+    assert.doesNotMatch(r.log, /mountpoint/);
+    assert.match(r.log, new RegExp(`^two\n/:\n[^]*/nix/store:\n\.\n\.\.\n${name('c', 'two')}\n$`));
   });
 
   test('a path removed and added again is visible again', async (t) => {
