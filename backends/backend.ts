@@ -322,7 +322,7 @@ export function warmUp(i: { sandboxMode: SandboxMode; storeDir: string; realStor
     const launcher = paths.launcherStatus();
     if (!launcher.ok) return;
     if (process.env.DRVBOX_LAUNCHER_ONESHOT !== '1') (await import('./linux/server.js')).launcherServer(launcher.path);
-    if (i.sandboxMode !== 'false' || i.storeDir !== i.realStoreDir) void (await import('./linux/index.js')).linuxBackend.probe();
+    if (i.sandboxMode !== 'false' || i.storeDir !== i.realStoreDir) (await import('./linux/index.js')).linuxBackend.probe().catch(() => {});
   })().catch(() => {});
 }
 

@@ -1,4 +1,4 @@
-// Failures of the unsandboxed backend's held start (see held.ts).
+// Failures of the unsandboxed backend's held start (startHeldNone in run.ts).
 import { defineError } from '../../src/errors.js';
 
 /** startHeld() where builders do not run in a PID namespace here (process groups, one-shot launcher, no launcher). */

@@ -406,9 +406,7 @@ async function runDag(todo: Node[], goals: Map<string, GoalResult>, failures: Fa
         } else if (d.pending === 0) {
           clearPrestart(d);
           if (d.cancelledDeps > 0 || cancel.signal.aborted) p.stop(new BuildInterrupted(`build of '${d.drvPath}' was cancelled`, { drvPath: d.drvPath }));
-          else {
-            p.go();
-          }
+          else p.go();
         }
         continue;
       }

@@ -30,14 +30,13 @@ interface Libc {
 }
 
 let libc: Libc | null = null;
+let implementation: 'native' | 'koffi' = 'koffi';
 
 /** Which implementation serves flock in this process (loads it). */
 export function flockImplementation(): 'native' | 'koffi' {
   load();
   return implementation;
 }
-
-let implementation: 'native' | 'koffi' = 'koffi';
 
 function load(): Libc {
   if (libc) return libc;
