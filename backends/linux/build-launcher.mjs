@@ -28,50 +28,50 @@ if (!existsSync(src)) {
 }
 const cc = process.env.CC || 'cc';
 
-{
-  const narSrc = join(root, 'src', 'native', 'nar-dump.c');
-  const narOut = join(outDir, 'drvbox-nar-dump');
-  const narStatus = join(outDir, 'nar-dump-status.json');
-  const n = existsSync(narSrc)
-    ? spawnSync(cc, ['-O2', '-pthread', '-Wall', '-Wextra', '-Werror', '-std=gnu11', '-o', narOut + '.tmp', narSrc, '-ldl'], {
+/**
+ * Compiles an optional helper from src/native/: without it the same work is
+ * done in JS (or through koffi), so a failure is only recorded in its status
+ * file, and printed only when the compiler itself failed.
+ */
+function buildOptional({ source, output, status, flags, libs = [], without }) {
+  const src = join(root, 'src', 'native', source);
+  const out = join(outDir, output);
+  const statusFile = join(outDir, status);
+  const r = existsSync(src)
+    ? spawnSync(cc, [...flags, '-Wall', '-Wextra', '-Werror', '-std=gnu11', '-o', out + '.tmp', src, ...libs], {
         stdio: ['ignore', 'inherit', 'pipe'],
         encoding: 'utf8',
       })
     : null;
-  if (n && !n.error && n.status === 0) {
-    spawnSync('mv', [narOut + '.tmp', narOut]);
-    writeFileSync(narStatus, JSON.stringify({ ok: true, path: narOut, compiler: cc, at: new Date().toISOString() }));
-  } else {
-    rmSync(narOut + '.tmp', { force: true });
-    rmSync(narOut, { force: true });
-    const reason = !n ? 'nar-dump.c not present' : n.error ? `no C compiler found (${cc}: ${n.error.code ?? n.error.message})` : `${cc} failed: ${n.stderr.trim().split('\n').slice(-5).join(' | ')}`;
-    writeFileSync(narStatus, JSON.stringify({ ok: false, reason, compiler: cc, at: new Date().toISOString() }));
-    if (n && !n.error) console.warn(`drvbox: the native NAR serialiser was not built (hashing stays in JS, slower on big trees): ${reason}.`);
+  if (r && !r.error && r.status === 0) {
+    spawnSync('mv', [out + '.tmp', out]);
+    writeFileSync(statusFile, JSON.stringify({ ok: true, path: out, compiler: cc, at: new Date().toISOString() }));
+    return;
   }
+  rmSync(out + '.tmp', { force: true });
+  rmSync(out, { force: true });
+  const reason = !r ? `${source} not present` : r.error ? `no C compiler found (${cc}: ${r.error.code ?? r.error.message})` : `${cc} failed: ${r.stderr.trim().split('\n').slice(-5).join(' | ')}`;
+  writeFileSync(statusFile, JSON.stringify({ ok: false, reason, compiler: cc, at: new Date().toISOString() }));
+  if (r && !r.error) console.warn(`drvbox: ${without}: ${reason}.`);
 }
-{
-  // No Node headers needed: addon.c declares the Node-API functions it uses,
-  // which resolve against the node binary at load time.
-  const addonSrc = join(root, 'src', 'native', 'addon.c');
-  const addonOut = join(outDir, 'drvbox-native.node');
-  const addonStatus = join(outDir, 'native-status.json');
-  const a = existsSync(addonSrc)
-    ? spawnSync(cc, ['-O2', '-shared', '-fPIC', '-fvisibility=hidden', '-Wall', '-Wextra', '-Werror', '-std=gnu11', '-o', addonOut + '.tmp', addonSrc], {
-        stdio: ['ignore', 'inherit', 'pipe'],
-        encoding: 'utf8',
-      })
-    : null;
-  if (a && !a.error && a.status === 0) {
-    spawnSync('mv', [addonOut + '.tmp', addonOut]);
-    writeFileSync(addonStatus, JSON.stringify({ ok: true, path: addonOut, compiler: cc, at: new Date().toISOString() }));
-  } else {
-    rmSync(addonOut + '.tmp', { force: true });
-    rmSync(addonOut, { force: true });
-    const reason = !a ? 'addon.c not present' : a.error ? `no C compiler found (${cc}: ${a.error.code ?? a.error.message})` : `${cc} failed: ${a.stderr.trim().split('\n').slice(-5).join(' | ')}`;
-    writeFileSync(addonStatus, JSON.stringify({ ok: false, reason, compiler: cc, at: new Date().toISOString() }));
-    if (a && !a.error) console.warn(`drvbox: the native addon was not built (file locks and xattrs go through koffi, ~10 ms more per command): ${reason}.`);
-  }
-}
+
+buildOptional({
+  source: 'nar-dump.c',
+  output: 'drvbox-nar-dump',
+  status: 'nar-dump-status.json',
+  flags: ['-O2', '-pthread'],
+  libs: ['-ldl'],
+  without: 'the native NAR serialiser was not built (hashing stays in JS, slower on big trees)',
+});
+// No Node headers needed: addon.c declares the Node-API functions it uses,
+// which resolve against the node binary at load time.
+buildOptional({
+  source: 'addon.c',
+  output: 'drvbox-native.node',
+  status: 'native-status.json',
+  flags: ['-O2', '-shared', '-fPIC', '-fvisibility=hidden'],
+  without: 'the native addon was not built (file locks and xattrs go through koffi, ~10 ms more per command)',
+});
 const r = spawnSync(cc, ['-O2', '-Wall', '-Wextra', '-Werror', '-std=gnu11', '-o', out + '.tmp', src], {
   stdio: ['ignore', 'inherit', 'pipe'],
   encoding: 'utf8',

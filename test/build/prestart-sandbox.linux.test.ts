@@ -9,11 +9,34 @@ import { backendFor, type BackendForInput, type SandboxSpec } from '../../backen
 import { buildTargets } from '../../src/build/scheduler.js';
 import { requireSandbox } from '../helpers/sandbox.js';
 import { requireTool } from '../helpers/host.js';
+import type { RunSettings } from '../../src/build/goal.js';
+import type { LocalStore } from '../../src/store/local-store.js';
 import { addDrv, Recorder, realStore, settings } from './engine-fixture.js';
 
 before(() => requireSandbox('held sandboxes through the scheduler'));
 
 const BB = '/usr/bin/busybox';
+
+/** Builds `target` with the backend the settings choose (asserted to be `backend`); returns how many holds worked. */
+async function buildCountingHolds(store: LocalStore, target: string, backend: string, s: RunSettings): Promise<number> {
+  let held = 0;
+  const chooseBackend = async (i: BackendForInput) => {
+    const choice = await backendFor(i);
+    const be = choice.backend;
+    assert.equal(be.name, backend);
+    // Counted when the hold worked (the goal falls back to an ordinary start otherwise).
+    const startHeld = async (spec: SandboxSpec) => {
+      const h = await be.startHeld!(spec);
+      held++;
+      return h;
+    };
+    return { ...choice, backend: { ...be, startHeld } };
+  };
+  const rec = new Recorder();
+  const r = await buildTargets([{ arg: target, drvPath: target, outputs: null }], { store, settings: s, mode: 'normal', keepGoing: false, reporter: rec, chooseBackend });
+  assert.equal(r.exitCode, 0, rec.messages.join('\n') + rec.finished_.map((f) => f.error?.message ?? '').join('\n'));
+  return held;
+}
 
 describe('prestart in the Linux sandbox', () => {
   test('a chain: each next link is held, then sees exactly its input closure (not the inputs of its input)', async (t) => {
@@ -28,23 +51,7 @@ describe('prestart in the Linux sandbox', () => {
       env: { BB, b: b.drv.env.get('out')! },
       inputDrvs: { [b.drvPath]: ['out'] },
     });
-    let held = 0;
-    const chooseBackend = async (i: BackendForInput) => {
-      const choice = await backendFor(i);
-      const be = choice.backend;
-      assert.equal(be.name, 'linux');
-      return { ...choice, backend: { ...be, startHeld: (spec: SandboxSpec) => (held++, be.startHeld!(spec)) } };
-    };
-    const rec = new Recorder();
-    const r = await buildTargets([{ arg: c.drvPath, drvPath: c.drvPath, outputs: null }], {
-      store,
-      settings: settings(buildDir, { sandboxMode: 'true', sandboxFallback: false, sandboxPaths: ['/bin/sh=/usr/bin/busybox', '/usr/bin/busybox'] }),
-      mode: 'normal',
-      keepGoing: false,
-      reporter: rec,
-      chooseBackend,
-    });
-    assert.equal(r.exitCode, 0, rec.messages.join('\n') + rec.finished_.map((f) => f.error?.message ?? '').join('\n'));
+    const held = await buildCountingHolds(store, c.drvPath, 'linux', settings(buildDir, { sandboxMode: 'true', sandboxFallback: false, sandboxPaths: ['/bin/sh=/usr/bin/busybox', '/usr/bin/busybox'] }));
     assert.equal(held, 2, 'b and c were held');
     const bOut = b.drv.env.get('out')!;
     const base = (p: string) => p.slice(p.lastIndexOf('/') + 1);
@@ -58,29 +65,7 @@ describe('prestart in the Linux sandbox', () => {
     const a = await addDrv(store, { name: 'a', script: 'echo a > $out; $BB sleep 0.2', env: { BB } });
     const b = await addDrv(store, { name: 'b', script: 'read x < $a; echo "$x b" > $out; $BB sleep 0.2', env: { BB, a: a.drv.env.get('out')! }, inputDrvs: { [a.drvPath]: ['out'] } });
     const c = await addDrv(store, { name: 'c', script: 'read x < $b; echo "$x c" > $out', env: { BB, b: b.drv.env.get('out')! }, inputDrvs: { [b.drvPath]: ['out'] } });
-    let held = 0;
-    const chooseBackend = async (i: BackendForInput) => {
-      const choice = await backendFor(i);
-      const be = choice.backend;
-      assert.equal(be.name, 'none');
-      // Counted when the hold worked (the goal falls back to an ordinary start otherwise).
-      const startHeld = async (spec: SandboxSpec) => {
-        const h = await be.startHeld!(spec);
-        held++;
-        return h;
-      };
-      return { ...choice, backend: { ...be, startHeld } };
-    };
-    const rec = new Recorder();
-    const r = await buildTargets([{ arg: c.drvPath, drvPath: c.drvPath, outputs: null }], {
-      store,
-      settings: settings(buildDir, { sandboxMode: 'false' }),
-      mode: 'normal',
-      keepGoing: false,
-      reporter: rec,
-      chooseBackend,
-    });
-    assert.equal(r.exitCode, 0, rec.messages.join('\n') + rec.finished_.map((f) => f.error?.message ?? '').join('\n'));
+    const held = await buildCountingHolds(store, c.drvPath, 'none', settings(buildDir, { sandboxMode: 'false' }));
     assert.equal(held, 2, 'b and c were held');
     assert.equal(readFileSync(store.toRealPath(c.drv.env.get('out')!), 'utf8'), 'a b c\n');
     assert.deepEqual(readdirSync(buildDir), []);

@@ -1,5 +1,16 @@
-// A BuildRequest for the unsandboxed backend's tests.
-import type { BuildRequest } from '../../../backends/backend.js';
+// A BuildRequest for the unsandboxed backend's tests, and a build's log.
+import type { BuildRequest, RunningBuild } from '../../../backends/backend.js';
+
+/** The whole log of a build, once it ends. */
+export async function collect(r: RunningBuild): Promise<string> {
+  const chunks: Buffer[] = [];
+  r.log.on('data', (c: Buffer) => chunks.push(c));
+  await new Promise<void>((res) => {
+    r.log.once('end', res);
+    r.log.once('close', res);
+  });
+  return Buffer.concat(chunks).toString('utf8');
+}
 
 export function request(over: Partial<BuildRequest> = {}): BuildRequest {
   return {

@@ -4,24 +4,14 @@ import { before, test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { PlanHost, RunningBuild } from '../../../backends/backend.js';
+import type { PlanHost } from '../../../backends/backend.js';
 import { createNoneBackend, pidNamespaceProblem } from '../../../backends/none/index.js';
 import { requireSandbox } from '../../helpers/sandbox.js';
 import { requireLinux } from '../../helpers/host.js';
 import { tempDir } from '../../helpers/tmp.js';
-import { request } from './fixture.js';
+import { collect, request } from './fixture.js';
 
 const host: PlanHost = { platform: 'linux', arch: process.arch, lstat: () => 'missing', realpath: (p) => p };
-
-async function collect(r: RunningBuild): Promise<string> {
-  const chunks: Buffer[] = [];
-  r.log.on('data', (c: Buffer) => chunks.push(c));
-  await new Promise<void>((res) => {
-    r.log.once('end', res);
-    r.log.once('close', res);
-  });
-  return Buffer.concat(chunks).toString('utf8');
-}
 
 function alive(pid: number): boolean {
   try {
