@@ -228,14 +228,19 @@ export async function collectGarbage(store: LocalStore, opts: GcOptions = {}): P
     };
 
     if (action === 'deleteSpecific') {
-      for (const p of specific) {
-        deleteReferrersClosure(p);
-        if (!dead.has(p)) {
-          throw new PathInUse(
-            `cannot delete path '${p}' since it is still alive (a root, a temp root, or referred to by one)`,
-            { path: p },
-          );
+      try {
+        for (const p of specific) {
+          deleteReferrersClosure(p);
+          if (!dead.has(p)) {
+            throw new PathInUse(
+              `cannot delete path '${p}' since it is still alive (a root, a temp root, or referred to by one)`,
+              { path: p },
+            );
+          }
         }
+      } catch (e) {
+        // max-freed reached: stop there, as Nix does (a daemon client may ask for both).
+        if (!(e instanceof GcLimitReached)) throw e;
       }
     } else {
       log(shouldDelete ? 'deleting garbage...' : 'determining live/dead paths...');

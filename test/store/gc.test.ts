@@ -134,4 +134,15 @@ describe('garbage collection', () => {
     assert.deepEqual(res.paths, [f.user]);
     assert.equal(store.isValidPath(f.lone2), true);
   });
+
+  test('deleteSpecific with max-freed stops once the limit is passed (as Nix), without an error', async (t) => {
+    const { store: s0, dir } = await tempStore(t);
+    const f = await fixture(s0, dir);
+    const store = await reopen(t, s0);
+    const res = await collectGarbage(store, { action: 'deleteSpecific', paths: [f.lone, f.user], maxFreed: 1, runtimeRoots: false });
+    assert.deepEqual(res.paths, [f.lone]);
+    assert.ok(res.bytesFreed > 1);
+    assert.equal(store.isValidPath(f.lone), false);
+    assert.equal(store.isValidPath(f.user), true);
+  });
 });
