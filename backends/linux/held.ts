@@ -8,9 +8,7 @@ import type { LinuxSandboxSpec } from './plan.js';
 import { outcome, startHeldLauncher } from './run.js';
 import { destroyCgroup } from './cgroup.js';
 import type { LauncherProcess } from './spawn.js';
-
-/** How long abandon() waits for the monitor to report before SIGKILLing it. */
-const KILL_GRACE_MS = 5000;
+import { stopMonitor } from './stop-monitor.js';
 
 export class LinuxHeldBuild implements HeldBuild {
   readonly visible: Set<string>;
@@ -81,12 +79,7 @@ export class LinuxHeldBuild implements HeldBuild {
       await this.queue;
       const proc = this.proc;
       proc.log?.resume();
-      if (proc.alive()) {
-        proc.kill('SIGTERM'); // "K": the monitor SIGKILLs the held init
-        const timer = setTimeout(() => proc.kill('SIGKILL'), KILL_GRACE_MS);
-        await proc.exited;
-        clearTimeout(timer);
-      }
+      await stopMonitor(proc); // "K": the monitor SIGKILLs the held init
       await proc.result;
       if (this.cgroup) await destroyCgroup(this.cgroup);
     })();

@@ -13,6 +13,7 @@ import { requireLauncher } from './launcher-path.js';
 import type { LinuxSandboxSpec, SandboxOp } from './plan.js';
 import { encodeRequest, Mode, OpCode, OpFlag, parseResultLine, type LauncherRequest, type StatusLine, type WireOp } from './protocol.js';
 import { compileSeccomp } from './seccomp.js';
+import { stopMonitor } from './stop-monitor.js';
 import { spawnLauncher, type LauncherProcess } from './spawn.js';
 import { launcherServer, runningLauncherServer } from './server.js';
 import { cgroupUsage, createBuildCgroup, destroyCgroup, killCgroup } from './cgroup.js';
@@ -20,9 +21,6 @@ import { cgroupUsage, createBuildCgroup, destroyCgroup, killCgroup } from './cgr
 const signalNames = new Map<number, NodeJS.Signals>(
   Object.entries(osConstants.signals).map(([name, num]) => [num, name as NodeJS.Signals]),
 );
-
-/** How long kill() waits for the monitor to report before SIGKILLing it. */
-const KILL_GRACE_MS = 5000;
 
 export function wireOps(ops: readonly SandboxOp[]): WireOp[] {
   return ops.map((o): WireOp => {
@@ -271,15 +269,8 @@ export class LinuxRunningBuild implements RunningBuild {
 
   kill(): Promise<void> {
     this.killed ??= (async () => {
-      const proc = this.proc;
-      if (proc.alive()) {
-        if (this.cgroup) killCgroup(this.cgroup);
-        proc.kill('SIGTERM'); // the monitor SIGKILLs the sandbox's init
-        // PDEATHSIG takes the init with the monitor if it does not answer.
-        const timer = setTimeout(() => proc.kill('SIGKILL'), KILL_GRACE_MS);
-        await this.proc.exited;
-        clearTimeout(timer);
-      }
+      if (this.cgroup && this.proc.alive()) killCgroup(this.cgroup);
+      await stopMonitor(this.proc);
       await this.wait();
     })();
     return this.killed;

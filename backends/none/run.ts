@@ -19,11 +19,9 @@ import type { ExitStatus, HeldBuild, ResourceUsage, RunningBuild } from '../back
 import { BuilderStartFailed } from '../../src/build/errors-run.js';
 import type { NoneSandboxSpec } from './plan.js';
 import { ExecFailedBuild } from '../linux/exec-failed.js';
+import { stopMonitor } from '../linux/stop-monitor.js';
 import { HeldBuildAbandoned, HeldBuildAlreadyReleased, HeldBuildNotPlanned } from '../linux/errors.js';
 import { HeldBuildCannotHide, HeldBuildSetupFailed, HeldBuildUnavailable } from './errors.js';
-
-/** How long kill() waits for the launcher's monitor before SIGKILLing it. */
-const KILL_GRACE_MS = 5000;
 
 const signalNames = new Map<number, NodeJS.Signals>(
   Object.entries(osConstants.signals).map(([name, num]) => [num, name as NodeJS.Signals]),
@@ -106,12 +104,7 @@ class NamespaceBuild implements RunningBuild {
 
   kill(): Promise<void> {
     this.killed ??= (async () => {
-      if (this.proc.alive()) {
-        this.proc.kill('SIGTERM'); // the monitor SIGKILLs the namespace's init
-        const timer = setTimeout(() => this.proc.kill('SIGKILL'), KILL_GRACE_MS);
-        await this.proc.exited;
-        clearTimeout(timer);
-      }
+      await stopMonitor(this.proc); // it SIGKILLs the namespace's init
       await this.wait();
     })();
     return this.killed;
@@ -380,15 +373,10 @@ export async function startHeldNone(spec: NoneSandboxSpec): Promise<HeldBuild> {
   return new NoneHeldBuild(spec, proc, (p) => new NamespaceBuild(p, protocol.parseResultLine));
 }
 
-/** Ends a launcher monitor that has not started a builder: "K", then SIGKILL after the grace. */
+/** Ends a launcher monitor whose builder never started ("K"); resolves when it has reported. */
 async function stopLauncher(proc: LauncherProc): Promise<void> {
   proc.log?.resume();
-  if (proc.alive()) {
-    proc.kill('SIGTERM');
-    const timer = setTimeout(() => proc.kill('SIGKILL'), KILL_GRACE_MS);
-    await proc.exited;
-    clearTimeout(timer);
-  }
+  await stopMonitor(proc);
   await proc.result;
 }
 
