@@ -477,17 +477,18 @@ static int open_parent_in(int base, const char *rel, char *scratch, const char *
   return dir;
 }
 
-/* Where file mount points can be hard links to one empty file (add-path):
- * the sandbox's directory on disk, beside its store dir and hidden under
+/* Where file mount points can be hard links to one empty file: the
+ * sandbox's directory on disk, beside its store dir and hidden under
  * the sandbox root. A link allocates no inode, which on some file systems
  * costs far more than the link (ext4 without a journal scans recently
  * deleted inodes on every allocation). -1: create each one. */
 static int placeholder_dir = -1;
+/* Whether `.mountpoint` was checked in placeholder_dir (reset with it). */
+static int placeholder_ready;
 
 static int link_mountpoint(int dir, const char *leaf) {
-  static int ready = 0;
   if (placeholder_dir < 0) return -1;
-  if (!ready) {
+  if (!placeholder_ready) {
     int fd = openat(placeholder_dir, ".mountpoint", O_RDONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0444);
     if (fd < 0) {
       placeholder_dir = -1;
@@ -500,9 +501,45 @@ static int link_mountpoint(int dir, const char *leaf) {
       placeholder_dir = -1;
       return -1;
     }
-    ready = 1;
+    placeholder_ready = 1;
   }
   return linkat(placeholder_dir, ".mountpoint", dir, leaf, 0);
+}
+
+/* Directories on disk that file mount points may be linked into: those
+ * bound in from the on-disk chroot dir (its /tmp and store dir), linked
+ * through the disk path since a link across the bind fails with EXDEV, and
+ * in add-path mode the sandbox's store dir. */
+#define MAX_DISK_BINDS 4
+static struct {
+  int fd;
+  dev_t dev;
+  ino_t ino;
+} disk_binds[MAX_DISK_BINDS];
+static size_t ndisk_binds;
+
+static void note_disk_bind(int srcdir, const char *src) {
+  struct stat st;
+  if (ndisk_binds == MAX_DISK_BINDS) return;
+  int fd = openat(srcdir, src, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) return;
+  if (fstat(fd, &st) < 0) {
+    close(fd);
+    return;
+  }
+  disk_binds[ndisk_binds].fd = fd;
+  disk_binds[ndisk_binds].dev = st.st_dev;
+  disk_binds[ndisk_binds].ino = st.st_ino;
+  ndisk_binds++;
+}
+
+/* The on-disk directory that `dir` is (or is a bind of), -1 if none. */
+static int link_dir_of(int dir) {
+  struct stat st;
+  if (!ndisk_binds || fstat(dir, &st) < 0) return -1;
+  for (size_t i = 0; i < ndisk_binds; i++)
+    if (disk_binds[i].dev == st.st_dev && disk_binds[i].ino == st.st_ino) return disk_binds[i].fd;
+  return -1;
 }
 
 /* Creates (if missing) the mount point for a bind of a `isdir` source. */
@@ -521,7 +558,8 @@ static int make_mountpoint(int dir, const char *leaf, int isdir) {
   }
   if (errno != ENOENT) return -1;
   if (isdir) return mkdirat(dir, leaf, 0755) < 0 && errno != EEXIST ? -1 : 0;
-  if (link_mountpoint(dir, leaf) == 0) return 0;
+  int ldir = link_dir_of(dir);
+  if (ldir >= 0 && link_mountpoint(ldir, leaf) == 0) return 0;
   int fd = openat(dir, leaf, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0444);
   if (fd < 0) return -1;
   close(fd);
@@ -688,6 +726,7 @@ static void run_op(const struct op *o) {
       die("creating the mount point '%s' in the sandbox: %s", a, strerror(errno));
     if (bind_at(srcdir, src, dir, leaf, o->flags) < 0)
       die("bind mount from '%s' to '%s' failed: %s", b, a, strerror(errno));
+    if ((o->flags & F_SRC_DISK) && S_ISDIR(st.st_mode)) note_disk_bind(srcdir, src);
     if (o->flags & F_SHARED) {
       int t = openat(dir, leaf, O_PATH | O_NOFOLLOW | O_CLOEXEC);
       char p[64];
@@ -907,7 +946,12 @@ __attribute__((noreturn)) static void sandbox_init(void) {
       die("mounting the sandbox root on '%s': %s", root_path, strerror(errno));
     root_fd = open(root_path, O_PATH | O_DIRECTORY | O_CLOEXEC);
     if (root_fd < 0) die("opening '%s': %s", root_path, strerror(errno));
+    placeholder_dir = disk_fd;
+    placeholder_ready = 0;
     for (size_t i = 0; i < R.nops; i++) run_op(&R.ops[i]);
+    placeholder_dir = -1;
+    for (size_t i = 0; i < ndisk_binds; i++) close(disk_binds[i].fd);
+    ndisk_binds = 0;
 
     if (R.keep_ns) {
       int u = userns ? open("/proc/self/ns/user", O_RDONLY | O_CLOEXEC) : open("/dev/null", O_RDONLY | O_CLOEXEC);
@@ -1338,6 +1382,8 @@ static int add_path_mode(void) {
         strerror(errno));
   int dir = open_sandbox_store(disk);
   placeholder_dir = openat(dir, "..", O_PATH | O_DIRECTORY | O_CLOEXEC);
+  placeholder_ready = 0;
+  note_disk_bind(dir, ".");
   struct stat *st = calloc(n, sizeof *st);
   if (!st) die("out of memory");
   /* Everything is checked before anything is created. */

@@ -185,6 +185,21 @@ describe('held builds: paths added and removed while held', () => {
     assert.match(r.log, new RegExp(`^two\n/:\n[^]*/nix/store:\n\.\n\.\.\n${name('c', 'two')}\n$`));
   });
 
+  test('file inputs of the initial set-up get the same linked mount points, through the disk path under the bind', async (t) => {
+    const fx = fixture(t);
+    const f1 = fx.addStoreFile(name('b', 'one'), 'one\n');
+    const f2 = fx.addStoreFile(name('c', 'two'), 'two\n');
+    const dir = fx.addStoreDir(name('d', 'dir'), 'f', 'dir\n');
+    const spec = plan(request(fx, `$B cat ${f1} ${f2} ${dir}/f; $B ls -a /nix/store`, { inputPaths: [f1, f2, dir], held: true }));
+    const h = await held(t, spec);
+    const ph = statSync(join(dirname(spec.chrootStoreDir), '.mountpoint'));
+    assert.deepEqual([ph.isFile(), ph.size, ph.nlink], [true, 0, 3]);
+    for (const n of [name('b', 'one'), name('c', 'two')]) assert.equal(lstatSync(join(spec.chrootStoreDir, n)).ino, ph.ino);
+    assert.ok(lstatSync(join(spec.chrootStoreDir, name('d', 'dir'))).isDirectory());
+    const r = await finish(await h.release());
+    assert.equal(r.log, `one\ntwo\ndir\n.\n..\n${[name('b', 'one'), name('c', 'two'), name('d', 'dir')].sort().join('\n')}\n`);
+  });
+
   test('a path removed and added again is visible again', async (t) => {
     const fx = fixture(t);
     const dir = fx.addStoreDir(name('b', 'again'), 'f', 'again\n');
