@@ -59,6 +59,15 @@ export function archsFor(nodeArch: string): string[] {
  * bypass the filter, as Lix decided), and no terminal input injection.
  */
 export function seccompPolicy(nodeArch: string): SeccompPolicy {
+  let p = policies.get(nodeArch);
+  if (!p) policies.set(nodeArch, (p = makePolicy(nodeArch)));
+  return p;
+}
+
+/** One policy object per architecture: compileSeccomp finds it again by identity. */
+const policies = new Map<string, SeccompPolicy>();
+
+function makePolicy(nodeArch: string): SeccompPolicy {
   const rules: SeccompRule[] = [];
   const modeCalls: [string, number, boolean][] = [
     ['chmod', 1, false],
@@ -91,7 +100,9 @@ export function seccompPolicy(nodeArch: string): SeccompPolicy {
     // The kernel ignores the upper 32 bits of the request (CVE-2017-5226).
     rules.push({ syscall: 'ioctl', action: EPERM, when: { arg: 1, mask: 0xffffffffn, value: req, describe: `request is ${name}` } });
   }
-  return { archs: archsFor(nodeArch), rules };
+  // shared (see seccompPolicy): nobody may change it
+  for (const r of rules) Object.freeze(r);
+  return Object.freeze({ archs: Object.freeze(archsFor(nodeArch)) as string[], rules: Object.freeze(rules) as SeccompRule[] });
 }
 
 export function describeRule(r: SeccompRule): string {
@@ -163,6 +174,7 @@ export interface CompiledSeccomp {
 }
 
 const compiled = new Map<string, CompiledSeccomp>();
+const compiledByPolicy = new WeakMap<SeccompPolicy, CompiledSeccomp>();
 
 /**
  * Compiles `policy` to a BPF program (struct sock_filter[]), cached per policy.
@@ -170,9 +182,14 @@ const compiled = new Map<string, CompiledSeccomp>();
  * never a silently unfiltered build.
  */
 export function compileSeccomp(policy: SeccompPolicy): CompiledSeccomp {
+  const same = compiledByPolicy.get(policy);
+  if (same) return same;
   const key = JSON.stringify(policy, (_k, v) => (typeof v === 'bigint' ? v.toString() : v));
   const hit = compiled.get(key);
-  if (hit) return hit;
+  if (hit) {
+    compiledByPolicy.set(policy, hit);
+    return hit;
+  }
   const lib = loadLib();
   const fail = (what: string): never => {
     throw new SeccompUnavailable(`cannot build the seccomp filter: ${what}`, { what });
@@ -223,6 +240,7 @@ export function compileSeccomp(policy: SeccompPolicy): CompiledSeccomp {
       if (size === 0 || size % 8 !== 0) fail(`exported program has ${size} bytes`);
       const result = { bpf, archs, skipped };
       compiled.set(key, result);
+      compiledByPolicy.set(policy, result);
       return result;
     } finally {
       closeSync(fd);
