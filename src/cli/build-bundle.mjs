@@ -138,7 +138,10 @@ train();
 /**
  * Fills the code cache with what common commands compile: help, an
  * unsandboxed build of a trivial derivation in a throwaway store dir, its
- * no-op rebuild, path-info. Each run adds to the cache (DRVBOX_CODE_CACHE=write).
+ * no-op rebuild, path-info, and (where this host can sandbox) a sandboxed
+ * build of a derivation and its dependent with -j2, the sandbox's code and
+ * the prestarted dependent's. Each run adds to the cache
+ * (DRVBOX_CODE_CACHE=write).
  */
 function train() {
   const tmp = mkdtempSync(join(tmpdir(), 'drvbox-code-cache-'));
@@ -166,10 +169,15 @@ function train() {
       const r = spawnSync(process.execPath, [entry, ...args], { env, encoding: 'utf8' });
       if (r.status !== 0) {
         console.warn(`drvbox: code cache training stopped at 'drvbox ${args.join(' ')}' (${r.status ?? r.signal}): ${(r.stderr || '').trim().split('\n')[0]}`);
-        break;
+        return;
       }
       out = r.stdout.trim().split('\n').pop() ?? '';
     }
+    // Sandboxed, best effort: a host without user namespaces (or macOS
+    // without sandbox-exec) just leaves this part to the first real build.
+    const deps = join(root, 'examples', 'dependency.json');
+    const sandboxed = ['--store', join(tmp, 'root'), 'build', '--sandbox', 'true', '-j', '2', '--quiet', deps];
+    spawnSync(process.execPath, [entry, ...sandboxed], { env, encoding: 'utf8' });
   } finally {
     spawnSync('chmod', ['-R', 'u+w', tmp]);
     rmSync(tmp, { recursive: true, force: true });
