@@ -24,7 +24,12 @@ export function removeTree(dir: string): void {
   rmSync(dir, { recursive: true, force: true });
 }
 
-/** A fresh temp dir; removed after the test unless DRVBOX_KEEP_TEST_DIRS is set. */
+/** Removes a temp dir of tempDir(null) (a suite's), unless DRVBOX_KEEP_TEST_DIRS is set. */
+export function dropTempDir(dir: string | undefined): void {
+  if (dir && !process.env.DRVBOX_KEEP_TEST_DIRS) removeTree(dir);
+}
+
+/** A fresh temp dir; removed after the test unless DRVBOX_KEEP_TEST_DIRS is set (with t = null: by the caller, see dropTempDir). */
 export function tempDir(t: TestContext | null, prefix = 'drvbox-test-'): string {
   const dir = mkdtempSync(join(tmpdir(), prefix));
   if (t && !process.env.DRVBOX_KEEP_TEST_DIRS) t.after(() => removeTree(dir));

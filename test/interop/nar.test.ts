@@ -2,7 +2,7 @@
 // export stream, against Nix 2.8. `nix-hash` and `nix-store --dump` touch no
 // store and run directly (with an isolated NIX_CONF_DIR all the same);
 // everything that needs a store goes through the isolated oracle.
-import { test, describe, before } from 'node:test';
+import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
@@ -18,7 +18,7 @@ import { makeFixedOutputPath, parseStorePath } from '../../src/format/store-path
 import { dumpPath, hashFile, hashPath, NarRestorer, restoreNar } from '../../src/store/nar-fs.js';
 import { requireTool } from '../helpers/host.js';
 import { nixOracle, type NixOracle } from '../helpers/nix.js';
-import { tempDir } from '../helpers/tmp.js';
+import { tempDir, dropTempDir } from '../helpers/tmp.js';
 
 async function collect(gen: AsyncIterable<Uint8Array>): Promise<Buffer> {
   const parts: Uint8Array[] = [];
@@ -63,6 +63,7 @@ describe('NAR against nix-hash and nix-store --dump', () => {
   let dir: string;
   let env: NodeJS.ProcessEnv;
   let tree: string;
+  after(() => dropTempDir(dir));
   before(() => {
     requireTool('nix-hash', 'apt-get install -y nix-bin');
     dir = tempDir(null);
@@ -119,6 +120,7 @@ describe('NAR against nix-hash and nix-store --dump', () => {
 describe('export stream against nix-store --export / --import', () => {
   let dir: string;
   let nix: NixOracle;
+  after(() => dropTempDir(dir));
   before(() => {
     dir = tempDir(null);
     nix = nixOracle(dir);
@@ -217,8 +219,8 @@ describe('export stream against nix-store --export / --import', () => {
 });
 
 describe('CA hashing modulo self-references against outputs Nix 2.8 built', () => {
-  test('recursive sha256 with self-references and a reference; flat sha512', async () => {
-    const dir = tempDir(null);
+  test('recursive sha256 with self-references and a reference; flat sha512', async (t) => {
+    const dir = tempDir(t);
     const nix = nixOracle(dir);
     const note = '${builtins.toFile "ref.txt" "referenced"}';
     const rec =

@@ -1,14 +1,14 @@
 // `drvbox store dump` is byte-identical to `nix-store --dump`, and `drvbox
 // hash path|file` agrees with nix-hash, on a tree with symlinks,
 // executables, empty dirs, unicode names and 10,000 files.
-import { test, describe, before } from 'node:test';
+import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { chmodSync, mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { requireTool } from '../helpers/host.js';
 import { nixOracle, type NixOracle } from '../helpers/nix.js';
-import { tempDir } from '../helpers/tmp.js';
+import { tempDir, dropTempDir } from '../helpers/tmp.js';
 import { dx, lines } from '../cli/store-cli-util.js';
 
 function makeTree(root: string): void {
@@ -39,6 +39,7 @@ describe('dump and hash against Nix', () => {
   let nix: NixOracle;
   let tree: string;
 
+  after(() => dropTempDir(dir));
   before(() => {
     requireTool('nix-hash', 'apt-get install -y nix-bin');
     dir = tempDir(null);

@@ -1,10 +1,10 @@
 // Export streams cross between Nix and drvbox in both directions.
-import { test, describe, before } from 'node:test';
+import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { writeFileSync, mkdirSync, chmodSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { nixOracle, type NixOracle } from '../helpers/nix.js';
-import { tempDir } from '../helpers/tmp.js';
+import { tempDir, dropTempDir } from '../helpers/tmp.js';
 import { dx, lines } from '../cli/store-cli-util.js';
 
 const EXPR = `
@@ -18,6 +18,7 @@ describe('export streams between Nix and drvbox', () => {
   let top: string;
   let closure: string[];
 
+  after(() => dropTempDir(dir));
   before(() => {
     dir = tempDir(null);
     nix = nixOracle(join(dir, 'a'));

@@ -2,12 +2,12 @@
 // `nix-store --gc --print-dead` (roots, indirect out-link roots,
 // keep-derivations), Nix still verifies the store after drvbox collected,
 // and Nix's collector honours a drvbox process's temp roots.
-import { test, describe, before } from 'node:test';
+import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { nixOracle, type NixOracle } from '../helpers/nix.js';
-import { tempDir } from '../helpers/tmp.js';
+import { tempDir, dropTempDir } from '../helpers/tmp.js';
 import { dx, lines } from '../cli/store-cli-util.js';
 import { Messages, storeChild } from '../store/util.js';
 
@@ -27,6 +27,7 @@ describe('GC against Nix', () => {
   let b: string;
   let d: string;
 
+  after(() => dropTempDir(dir));
   before(() => {
     dir = tempDir(null);
     nix = nixOracle(join(dir, 'o'));

@@ -2,13 +2,13 @@
 // it, and Nix and drvbox answer queries on it identically. A Nix-built
 // closure (with .drv files, derivers, text and fixed-output paths) is
 // exported by Nix and imported by drvbox; drvbox also adds paths itself.
-import { test, describe, before } from 'node:test';
+import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync, readdirSync, writeFileSync, mkdirSync, chmodSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { nixOracle, type NixOracle } from '../helpers/nix.js';
-import { tempDir } from '../helpers/tmp.js';
+import { tempDir, dropTempDir } from '../helpers/tmp.js';
 import { dx, lines } from '../cli/store-cli-util.js';
 
 const EXPR = `
@@ -52,6 +52,7 @@ describe('Nix 2.8 reads and verifies a drvbox store', () => {
   let drvboxRoot: string;
   let nixOnDrvbox: NixOracle;
 
+  after(() => dropTempDir(dir));
   before(() => {
     dir = tempDir(null);
     nix = nixOracle(join(dir, 'oracle'));
