@@ -4,7 +4,7 @@
 // lockers of overlapping sets). A released lock may delete its file; it first
 // writes one byte into it so that a waiter who opened the old file sees a
 // non-empty (stale) file after getting the lock and starts again.
-import { closeSync, fstatSync, openSync, unlinkSync, writeSync, constants } from 'node:fs';
+import { closeSync, fstatSync, open, unlinkSync, writeSync, constants } from 'node:fs';
 import { lockWait, tryLock, type WaitOptions } from './flock.js';
 
 export interface PathLocks {
@@ -26,8 +26,13 @@ interface Held {
   lockFile: string;
 }
 
-function openLockFile(lockFile: string): number {
-  return openSync(lockFile, constants.O_RDWR | constants.O_CREAT, 0o600);
+/**
+ * Opens (creating) a lock file off the event loop: creating a file can take
+ * milliseconds on some file systems (ext4 without a journal scans recently
+ * freed inodes), and every build starts by locking its outputs.
+ */
+function openLockFile(lockFile: string): Promise<number> {
+  return new Promise((resolve, reject) => open(lockFile, constants.O_RDWR | constants.O_CREAT, 0o600, (e, fd) => (e ? reject(e) : resolve(fd))));
 }
 
 function releaseAll(held: Held[], deleteFiles: boolean): void {
@@ -63,7 +68,7 @@ export async function lockPaths(paths: Iterable<string>, opts: LockPathsOptions 
     for (const path of sorted) {
       const lockFile = path + '.lock';
       for (;;) {
-        const fd = openLockFile(lockFile);
+        const fd = await openLockFile(lockFile);
         try {
           if (opts.wait === false) {
             if (!tryLock(fd, 'exclusive', lockFile)) {
