@@ -166,58 +166,69 @@ function checkNul(what: string, value: string | Buffer, context: string): void {
   }
 }
 
+/** Writes the frames straight into one buffer that grows as needed (a request is built per build). */
 class Writer {
-  private chunks: Buffer[] = [];
+  private buf = Buffer.allocUnsafe(8192);
   private size = 0;
   constructor(private readonly context: string) {
-    this.push(Buffer.from(MAGIC, 'latin1'));
+    this.size = this.buf.write(MAGIC, 0, 'latin1');
   }
-  private push(b: Buffer): void {
-    this.chunks.push(b);
-    this.size += b.length;
+  private reserve(n: number): void {
+    if (this.size + n <= this.buf.length) return;
+    const next = Buffer.allocUnsafe(Math.max(this.buf.length * 2, this.size + n));
+    this.buf.copy(next, 0, 0, this.size);
+    this.buf = next;
   }
   private header(tag: number, len: number): void {
-    const h = Buffer.allocUnsafe(8);
-    h.writeUInt32LE(tag, 0);
-    h.writeUInt32LE(len, 4);
-    this.push(h);
+    this.buf.writeUInt32LE(tag, this.size);
+    this.buf.writeUInt32LE(len, this.size + 4);
+    this.size += 8;
+  }
+  /** Writes `v` at the end (room reserved by the caller); returns its length in bytes. */
+  private put(v: string | Buffer): number {
+    const n = typeof v === 'string' ? this.buf.write(v, this.size, 'utf8') : v.copy(this.buf, this.size);
+    this.size += n;
+    return n;
+  }
+  private static len(v: string | Buffer): number {
+    return typeof v === 'string' ? Buffer.byteLength(v, 'utf8') : v.length;
   }
   u64(tag: number, v: number | bigint | boolean): void {
-    const b = Buffer.allocUnsafe(8);
-    b.writeBigUInt64LE(BigInt(typeof v === 'boolean' ? (v ? 1 : 0) : v), 0);
+    this.reserve(16);
     this.header(tag, 8);
-    this.push(b);
+    this.buf.writeBigUInt64LE(BigInt(typeof v === 'boolean' ? (v ? 1 : 0) : v), this.size);
+    this.size += 8;
   }
   str(tag: number, what: string, v: string | Buffer): void {
     checkNul(what, v, this.context);
-    const b = typeof v === 'string' ? Buffer.from(v, 'utf8') : v;
-    this.header(tag, b.length);
-    this.push(b);
+    this.bytes(tag, v);
   }
-  bytes(tag: number, v: Buffer): void {
-    this.header(tag, v.length);
-    this.push(v);
+  bytes(tag: number, v: string | Buffer): void {
+    const n = Writer.len(v);
+    this.reserve(8 + n);
+    this.header(tag, n);
+    this.put(v);
   }
   op(o: WireOp): void {
     checkNul('sandbox path', o.a, this.context);
     checkNul('sandbox path or content', o.b, this.context);
-    const a = Buffer.from(o.a, 'utf8');
-    const bb = typeof o.b === 'string' ? Buffer.from(o.b, 'utf8') : o.b;
-    const head = Buffer.allocUnsafe(16);
-    head.writeUInt32LE(o.code, 0);
-    head.writeUInt32LE(o.flags, 4);
-    head.writeUInt32LE(o.mode, 8);
-    head.writeUInt32LE(a.length, 12);
-    const lb = Buffer.allocUnsafe(4);
-    lb.writeUInt32LE(bb.length, 0);
-    this.header(Tag.OP, 20 + a.length + bb.length);
-    this.push(head);
-    this.push(a);
-    this.push(lb);
-    this.push(bb);
+    const na = Writer.len(o.a);
+    const nb = Writer.len(o.b);
+    this.reserve(8 + 20 + na + nb);
+    this.header(Tag.OP, 20 + na + nb);
+    const b = this.buf;
+    b.writeUInt32LE(o.code, this.size);
+    b.writeUInt32LE(o.flags, this.size + 4);
+    b.writeUInt32LE(o.mode, this.size + 8);
+    b.writeUInt32LE(na, this.size + 12);
+    this.size += 16;
+    this.put(o.a);
+    b.writeUInt32LE(nb, this.size);
+    this.size += 4;
+    this.put(o.b);
   }
   done(): Buffer {
-    return Buffer.concat(this.chunks, this.size);
+    return this.buf.subarray(0, this.size);
   }
 }
 
