@@ -78,6 +78,8 @@ export const Tag = {
   REAPER: 34,
   HOLD: 35,
   NAME: 36,
+  MAKE_CHROOT: 37,
+  CHROOT_OWNER: 38,
 } as const;
 
 export const Mode = { RUN: 1, PROBE: 2, ADD_PATH: 3, KILL_USER: 4, REMOVE_TREE: 5, REMOVE_PATH: 6 } as const;
@@ -152,6 +154,10 @@ export interface LauncherRequest {
   reaper?: boolean;
   /** The init waits for "G" before exec'ing the builder (server mode). */
   hold?: boolean;
+  /** run: the launcher creates the chroot dir (mode 0700) before the sandbox. */
+  makeChroot?: boolean;
+  /** run, with makeChroot: the created chroot dir is given to this uid/gid (a build user). */
+  chrootOwner?: { uid: number; gid: number };
   /** Server mode's first frame: abstract socket name and token. */
   socketName?: string;
   token?: string;
@@ -251,6 +257,8 @@ export function encodeRequest(r: LauncherRequest, context = 'sandbox request'): 
   if (r.domainname !== undefined) w.str(Tag.DOMAINNAME, 'domain name', r.domainname);
   if (r.loopback !== undefined) w.u64(Tag.LOOPBACK, r.loopback);
   if (r.chroot !== undefined) w.str(Tag.CHROOT, 'chroot path', r.chroot);
+  if (r.makeChroot !== undefined) w.u64(Tag.MAKE_CHROOT, r.makeChroot);
+  if (r.chrootOwner !== undefined) w.u64(Tag.CHROOT_OWNER, (BigInt(r.chrootOwner.uid) << 32n) | BigInt(r.chrootOwner.gid));
   for (const o of r.ops ?? []) w.op(o);
   if (r.keepNs !== undefined) w.u64(Tag.KEEP_NS, r.keepNs);
   if (r.cwd !== undefined) w.str(Tag.CWD, 'working directory', r.cwd);

@@ -1,7 +1,6 @@
 // Carrying out a LinuxSandboxSpec: prepare the chroot dir, hand the launcher
 // its request, and wrap the result in a RunningBuild.
 import { chmodSync, existsSync, lchownSync, lstatSync, readdirSync, renameSync, rmdirSync, rmSync, unlinkSync } from 'node:fs';
-import { chown, mkdir } from 'node:fs/promises';
 import { constants as osConstants } from 'node:os';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
@@ -78,6 +77,8 @@ export function launcherRequest(spec: LinuxSandboxSpec, seccomp: Buffer | null, 
     domainname: spec.domainname,
     loopback: spec.loopback,
     chroot: spec.chrootDir,
+    makeChroot: true,
+    ...(spec.request.buildUser ? { chrootOwner: { uid: spec.request.buildUser.uid, gid: spec.request.buildUser.gid } } : {}),
     ops: wireOps(spec.ops),
     keepNs: spec.keepMountNamespace,
     cwd: spec.cwd,
@@ -111,13 +112,9 @@ export function removeTreeForce(dir: string): void {
   rmSync(dir, { recursive: true, force: true });
 }
 
-/** Creates the empty chroot dir the launcher populates (off the event loop: other builds go on meanwhile). */
-export async function prepareChroot(spec: LinuxSandboxSpec): Promise<void> {
+/** Clears the way for the chroot dir, which the launcher creates (makeChroot): a leftover of an interrupted build goes. */
+export function prepareChroot(spec: LinuxSandboxSpec): void {
   if (existsSync(spec.chrootDir)) removeTreeForce(spec.chrootDir);
-  await mkdir(spec.chrootDir, { mode: 0o700 });
-  const bu = spec.request.buildUser;
-  // The init runs as the build user: it must be able to create the skeleton.
-  if (bu) await chown(spec.chrootDir, bu.uid, bu.gid);
 }
 
 let discarded = 0;
@@ -301,7 +298,7 @@ function prepareRequest(spec: LinuxSandboxSpec): { request: Buffer; cgroup: stri
 export async function startLinux(spec: LinuxSandboxSpec): Promise<RunningBuild> {
   const launcher = requireLauncher();
   const { request, cgroup } = prepareRequest(spec);
-  await prepareChroot(spec);
+  prepareChroot(spec);
   // DRVBOX_LAUNCHER_ONESHOT=1: one launcher process per build (no server).
   const oneShot = process.env.DRVBOX_LAUNCHER_ONESHOT === '1';
   const proc = oneShot ? spawnLauncher(launcher, request, true) : await launcherServer(launcher).start(request);
@@ -354,7 +351,7 @@ export async function startHeldLauncher(
 ): Promise<{ proc: LauncherProcess; sandboxPid: number; cgroup: string | null }> {
   const launcher = requireLauncher();
   const { request, cgroup } = prepareRequest(spec);
-  await prepareChroot(spec);
+  prepareChroot(spec);
   const proc = await launcherServer(launcher).start(request);
   const lines = await proc.held!;
   const pidLine = lines.find((l) => l.kind === 'pid');

@@ -4,7 +4,7 @@
 import { before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { chownSync, existsSync, lstatSync, readdirSync, readFileSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
+import { chownSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
@@ -339,6 +339,27 @@ describe('linux backend: failures before the builder runs', () => {
     const p = spawnLauncher(requireLauncher(), bad, false);
     const [lines] = await Promise.all([p.status, p.exited]);
     assert.deepEqual(lines, [{ kind: 'error', message: 'request rejected: argument contains a NUL byte' }]);
+  });
+});
+
+describe('linux backend: the chroot dir', () => {
+  test('the launcher creates it; an existing one, or none named, is an error before anything runs', async (t) => {
+    const fx = fixture(t);
+    const r = await runBuild(fx.request('echo hi > $out', { sandboxPaths: BB }));
+    assert.equal(r.code, 0, r.log);
+    const run = async (req: Parameters<typeof encodeRequest>[0]) => {
+      const p = spawnLauncher(requireLauncher(), encodeRequest(req), false);
+      const [lines] = await Promise.all([p.status, p.exited]);
+      return lines;
+    };
+    const dir = join(fx.root, 'exists.chroot');
+    mkdirSync(dir);
+    assert.deepEqual(await run({ mode: Mode.RUN, builder: '/bin/true', argv: ['true'], chroot: dir, makeChroot: true }), [
+      { kind: 'error', message: `creating the sandbox directory '${dir}': File exists` },
+    ]);
+    assert.deepEqual(await run({ mode: Mode.RUN, builder: '/bin/true', argv: ['true'], makeChroot: true }), [
+      { kind: 'error', message: 'request rejected: a chroot dir to create, but no chroot path' },
+    ]);
   });
 });
 

@@ -100,6 +100,12 @@ describe('launcher protocol', () => {
     assert.deepEqual([b.readUInt32LE(39), b.readUInt32LE(43), b.subarray(47).toString()], [Tag.ARG, 2, 'sh']);
   });
 
+  test('the chroot dir to create, and its owner as uid << 32 | gid', () => {
+    const b = encodeRequest({ mode: Mode.RUN, makeChroot: true, chrootOwner: { uid: 30001, gid: 30000 } });
+    assert.deepEqual([b.readUInt32LE(24), b.readUInt32LE(28), Number(b.readBigUInt64LE(32))], [Tag.MAKE_CHROOT, 8, 1]);
+    assert.deepEqual([b.readUInt32LE(40), b.readUInt32LE(44), b.readUInt32LE(48), b.readUInt32LE(52)], [Tag.CHROOT_OWNER, 8, 30000, 30001]);
+  });
+
   test('NUL bytes in builder, arguments, environment and paths are refused before sending', () => {
     const cases: [Parameters<typeof encodeRequest>[0], string][] = [
       [{ mode: 1, builder: '/bin/s\0h' }, 'ctx: builder path "/bin/s\\\\0h" contains a NUL byte'],
