@@ -5,7 +5,8 @@
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { CLI } from '../helpers/host.js';
 import { tempDir } from '../helpers/tmp.js';
@@ -60,6 +61,29 @@ describe('bundled CLI', () => {
     assert.equal(verbose.status, 1);
     assert.ok(verbose.stderr.startsWith(plain.stderr), verbose.stderr);
     assert.match(verbose.stderr, /\n {4}at [^\n]*src\/[a-z-]+\/[a-z-]+\.ts:\d+:\d+\)?\n/, verbose.stderr);
+  });
+
+  test('the trained code cache is accepted as is (the entry sets the V8 flags it was made with), and not rewritten', () => {
+    const cache = readdirSync(BUNDLE_DIR).find((f) => f.endsWith('.cache'))!;
+    const before = statSync(join(BUNDLE_DIR, cache)).mtimeMs;
+    assert.equal(run(BUNDLE_ENTRY, ['--help']).status, 0);
+    assert.equal(statSync(join(BUNDLE_DIR, cache)).mtimeMs, before, 'a rejected cache is rewritten at exit');
+    // The same check from outside: V8 accepts it only under the entry's flags.
+    const probe = (flags: string) =>
+      spawnSync(
+        process.execPath,
+        [
+          '-e',
+          `const fs = require('fs'), { Script } = require('vm'), { wrap } = require('module'); ${flags}` +
+            `const s = new Script(wrap(fs.readFileSync(process.argv[1], 'latin1')), { filename: 'x', cachedData: fs.readFileSync(process.argv[2]) });` +
+            'process.stdout.write(String(s.cachedDataRejected));',
+          join(BUNDLE_DIR, 'drvbox.cjs'),
+          join(BUNDLE_DIR, cache),
+        ],
+        { encoding: 'utf8' },
+      ).stdout;
+    assert.equal(probe(`require('v8').setFlagsFromString('--max-optimized-bytecode-size=8192');`), 'false');
+    assert.equal(probe(''), 'true');
   });
 
   test('the code cache is named after the bundle content and V8; DRVBOX_CODE_CACHE=off runs without it', () => {
