@@ -26,6 +26,7 @@ import type { EngineParts, FailureKind, GoalPrestart, GoalResult, RecursiveBuild
 import type { BuildLog } from './logs.js';
 import type { BuildMode } from './output-plan.js';
 import type { BuildTarget } from './targets.js';
+import { tuneV8ForBuilds } from './v8-tuning.js';
 
 /** What the user sees of a run (progress.ts implements it). */
 export interface Reporter {
@@ -294,6 +295,7 @@ export async function buildTargets(targets: BuildTarget[], opts: SchedulerOption
 
 async function runDag(todo: Node[], goals: Map<string, GoalResult>, failures: FailureKind[], opts: SchedulerOptions): Promise<void> {
   const { store, reporter, settings } = opts;
+  if (todo.length > 0) tuneV8ForBuilds();
   let backendFor = opts.chooseBackend;
   if (!backendFor) {
     const backends = await import('../../backends/backend.js');

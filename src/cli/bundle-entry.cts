@@ -45,19 +45,26 @@ function saveCache(script: Script, file: string): void {
 }
 
 /**
- * V8's optimising compiler skips functions over 8 KiB of bytecode (V8's
- * default: 60 KiB). A drvbox process lives seconds, and its few huge
- * functions (runGoal, ~12 KiB: one call per derivation) cost 100+ ms of
- * compiler time each time they are optimised, more than optimising saves
- * them; they were also deoptimised and recompiled whenever a goal took a path
- * the first ones had not. The hot loops (hashing, scanning, NAR) are small.
- * Measured on a 1,000-derivation DAG: 3.74 -> 3.27 ms of drvbox's CPU per
- * derivation; a sandboxed chain of 30: 285 -> 256 ms. Set before the bundle
- * is compiled: V8's code cache records the flags it was made with.
+ * For a process that will run builds: V8's optimising compiler skips
+ * functions over 8 KiB of bytecode (V8's default: 60 KiB). A drvbox process
+ * lives seconds, and its few huge functions (runGoal, ~12 KiB: one call per
+ * derivation) cost 100+ ms of compiler time each time they are optimised,
+ * more than optimising saves them; they were also deoptimised and recompiled
+ * whenever a goal took a path the first ones had not. The hot loops
+ * (hashing, scanning, NAR) are small. Measured on a 1,000-derivation DAG:
+ * 3.74 -> 3.27 ms of drvbox's CPU per derivation; a sandboxed chain of 30:
+ * 285 -> 256 ms.
+ *
+ * The scheduler calls it (src/build/v8-tuning.ts) once it has something to
+ * build: loading node:v8 costs ~2 ms, which other commands need not pay. V8's
+ * code cache records the flags it was made with, so it is installed only in
+ * runs that will not write the cache.
  */
-function tuneV8(): void {
-  const { setFlagsFromString } = require('node:v8') as typeof import('node:v8');
-  setFlagsFromString('--max-optimized-bytecode-size=8192');
+function installV8Tuning(): void {
+  (globalThis as { [k: symbol]: unknown })[Symbol.for('drvbox.tuneV8')] = () => {
+    const { setFlagsFromString } = require('node:v8') as typeof import('node:v8');
+    setFlagsFromString('--max-optimized-bytecode-size=8192');
+  };
 }
 
 function runCached(): void {
@@ -73,10 +80,10 @@ function runCached(): void {
   } catch {
     // first run of this bundle with this Node
   }
-  tuneV8();
   const script = new Script(wrap(source), { filename: bundle, ...(cachedData ? { cachedData } : {}) });
   // `write`: the build's training runs add what they compiled to the cache.
   if (cachedData === undefined || script.cachedDataRejected || mode === 'write') process.once('exit', () => saveCache(script, cacheFile));
+  else installV8Tuning();
   const mod = { exports: {} };
   const fn = script.runInThisContext() as (...a: unknown[]) => void;
   fn.call(mod.exports, mod.exports, createRequire(bundle), mod, bundle, __dirname);
@@ -87,7 +94,7 @@ if (args.length === 1 && args[0] === '--version') {
   process.stdout.write(`drvbox/${__DRVBOX_VERSION__} ${process.platform}-${process.arch} node-${process.version}\n`);
 } else if (mode === 'off' || args.includes('-v') || args.includes('--verbose')) {
   process.setSourceMapsEnabled(true);
-  tuneV8();
+  installV8Tuning();
   require(bundle);
 } else {
   runCached();
