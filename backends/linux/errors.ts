@@ -44,3 +44,17 @@ export class HeldBuildNotPlanned extends defineError('HeldBuildNotPlanned', 'E_H
 export class HeldBuildAbandoned extends defineError('HeldBuildAbandoned', 'E_HELD_BUILD_ABANDONED') {}
 /** release(), addPaths() or removePaths() after release(). */
 export class HeldBuildAlreadyReleased extends defineError('HeldBuildAlreadyReleased', 'E_HELD_BUILD_ALREADY_RELEASED') {}
+
+/** What a held build is in: addPaths, removePaths and release work only while 'held'. */
+export type HeldState = 'held' | 'released' | 'abandoned';
+
+/**
+ * Throws unless a held build (`noun`: "held sandbox", "held build") can still
+ * `what` (e.g. "add paths"); the message names the derivation. Shared by the
+ * Linux sandbox's and the unsandboxed backend's held builds.
+ */
+export function checkHeld(state: HeldState, drvPath: string, noun: string, what: string): void {
+  const ctx = `derivation '${drvPath}'`;
+  if (state === 'abandoned') throw new HeldBuildAbandoned(`${ctx}: cannot ${what}: the ${noun} was abandoned`, { drvPath });
+  if (state === 'released') throw new HeldBuildAlreadyReleased(`${ctx}: cannot ${what}: the ${noun} was already released`, { drvPath });
+}

@@ -2,13 +2,13 @@
 // everything but exec and waits on its monitor; store paths are added or
 // removed through the launcher server until release() lets the builder run.
 import type { HeldBuild, RunningBuild } from '../backend.js';
-import { HeldBuildAbandoned, HeldBuildAlreadyReleased, HeldBuildNeedsServer, HeldBuildNotPlanned } from './errors.js';
+import { checkHeld, HeldBuildNeedsServer, HeldBuildNotPlanned, type HeldState } from './errors.js';
 import { addPathsInside, removePathsInside } from './inside-paths.js';
 import type { LinuxSandboxSpec } from './plan.js';
 import { outcome, startHeldLauncher } from './run.js';
 import { destroyCgroup } from './cgroup.js';
 import type { LauncherProcess } from './spawn.js';
-import { stopMonitor } from './stop-monitor.js';
+import { stopHeldMonitor } from './stop-monitor.js';
 
 export class LinuxHeldBuild implements HeldBuild {
   readonly visible: Set<string>;
@@ -16,7 +16,7 @@ export class LinuxHeldBuild implements HeldBuild {
   readonly sandboxPid: number;
   /** Pid of its monitor (it keeps the namespaces paths are added through). */
   readonly monitorPid: number;
-  private state: 'held' | 'released' | 'abandoned' = 'held';
+  private state: HeldState = 'held';
   /** Additions, removals and the release, one after the other. */
   private queue: Promise<unknown> = Promise.resolve();
   private abandoned: Promise<void> | null = null;
@@ -33,11 +33,7 @@ export class LinuxHeldBuild implements HeldBuild {
   }
 
   private usable(what: string): void {
-    const ctx = `derivation '${this.spec.request.drvPath}'`;
-    if (this.state === 'abandoned') throw new HeldBuildAbandoned(`${ctx}: cannot ${what}: the held sandbox was abandoned`, { drvPath: this.spec.request.drvPath });
-    if (this.state === 'released') {
-      throw new HeldBuildAlreadyReleased(`${ctx}: cannot ${what}: the held sandbox was already released`, { drvPath: this.spec.request.drvPath });
-    }
+    checkHeld(this.state, this.spec.request.drvPath, 'held sandbox', what);
   }
 
   private serial<T>(f: () => Promise<T>): Promise<T> {
@@ -77,10 +73,7 @@ export class LinuxHeldBuild implements HeldBuild {
     this.state = 'abandoned';
     this.abandoned ??= (async () => {
       await this.queue;
-      const proc = this.proc;
-      proc.log?.resume();
-      await stopMonitor(proc); // "K": the monitor SIGKILLs the held init
-      await proc.result;
+      await stopHeldMonitor(this.proc);
       if (this.cgroup) await destroyCgroup(this.cgroup);
     })();
     return this.abandoned;

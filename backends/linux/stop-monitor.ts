@@ -21,3 +21,10 @@ export async function stopMonitor(proc: StoppableMonitor): Promise<void> {
   await proc.exited;
   clearTimeout(timer);
 }
+
+/** A monitor whose builder never ran (held, then abandoned or failed): its log drained, stopped, its report read. */
+export async function stopHeldMonitor(proc: StoppableMonitor & { log?: { resume(): unknown } | null; result: Promise<unknown> }): Promise<void> {
+  proc.log?.resume();
+  await stopMonitor(proc); // "K": the monitor SIGKILLs the held init
+  await proc.result;
+}

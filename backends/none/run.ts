@@ -19,8 +19,8 @@ import type { ExitStatus, HeldBuild, ResourceUsage, RunningBuild } from '../back
 import { BuilderStartFailed } from '../../src/build/errors-run.js';
 import type { NoneSandboxSpec } from './plan.js';
 import { ExecFailedBuild } from '../linux/exec-failed.js';
-import { stopMonitor } from '../linux/stop-monitor.js';
-import { HeldBuildAbandoned, HeldBuildAlreadyReleased, HeldBuildNotPlanned } from '../linux/errors.js';
+import { stopHeldMonitor, stopMonitor } from '../linux/stop-monitor.js';
+import { checkHeld, HeldBuildNotPlanned, type HeldState } from '../linux/errors.js';
 import { HeldBuildCannotHide, HeldBuildSetupFailed, HeldBuildUnavailable } from './errors.js';
 
 const signalNames = new Map<number, NodeJS.Signals>(
@@ -364,7 +364,7 @@ export async function startHeldNone(spec: NoneSandboxSpec): Promise<HeldBuild> {
   const proc = await server.launcherServer(status.path).start(pidNamespaceRequest(protocol, spec, true));
   const lines = await proc.held!;
   if (!lines.some((l) => l.kind === 'held') || !lines.some((l) => l.kind === 'pid')) {
-    await stopLauncher(proc);
+    await stopHeldMonitor(proc);
     const err = lines.find((l) => l.kind === 'error');
     const detail = err && err.kind === 'error' ? err.message : 'the launcher ended before the hold';
     throw new HeldBuildSetupFailed(`${ctx}: ${detail}`, { drvPath, detail });
@@ -373,17 +373,10 @@ export async function startHeldNone(spec: NoneSandboxSpec): Promise<HeldBuild> {
   return new NoneHeldBuild(spec, proc, (p) => new NamespaceBuild(p, protocol.parseResultLine));
 }
 
-/** Ends a launcher monitor whose builder never started ("K"); resolves when it has reported. */
-async function stopLauncher(proc: LauncherProc): Promise<void> {
-  proc.log?.resume();
-  await stopMonitor(proc);
-  await proc.result;
-}
-
 class NoneHeldBuild implements HeldBuild {
   /** The builder sees the host's store: this only records what the caller made sure is there. */
   readonly visible: Set<string>;
-  private state: 'held' | 'released' | 'abandoned' = 'held';
+  private state: HeldState = 'held';
   private abandoned: Promise<void> | null = null;
 
   constructor(
@@ -395,10 +388,7 @@ class NoneHeldBuild implements HeldBuild {
   }
 
   private usable(what: string): void {
-    const drvPath = this.spec.request.drvPath;
-    const ctx = `derivation '${drvPath}'`;
-    if (this.state === 'abandoned') throw new HeldBuildAbandoned(`${ctx}: cannot ${what}: the held build was abandoned`, { drvPath });
-    if (this.state === 'released') throw new HeldBuildAlreadyReleased(`${ctx}: cannot ${what}: the held build was already released`, { drvPath });
+    checkHeld(this.state, this.spec.request.drvPath, 'held build', what);
   }
 
   async addPaths(storePaths: readonly string[]): Promise<void> {
@@ -425,7 +415,7 @@ class NoneHeldBuild implements HeldBuild {
   abandon(): Promise<void> {
     if (this.state === 'released') return Promise.resolve();
     this.state = 'abandoned';
-    this.abandoned ??= stopLauncher(this.proc);
+    this.abandoned ??= stopHeldMonitor(this.proc);
     return this.abandoned;
   }
 }
