@@ -333,19 +333,6 @@ export function makeBuildRequest(p: {
   };
 }
 
-/** The input paths that are known and valid so far (a prestarted goal's inputs may still be building). */
-function validInputRoots(store: LocalStore, drv: Derivation): string[] {
-  const roots = [...drv.inputSrcs].filter((p) => store.isValidPath(p));
-  for (const [input, outs] of drv.inputDrvs) {
-    const map = store.queryPartialDerivationOutputMap(input);
-    for (const o of outs) {
-      const p = map.get(o);
-      if (p && store.isValidPath(p)) roots.push(p);
-    }
-  }
-  return roots;
-}
-
 /** Resolves with `p`, or throws the goal's interruption when the run is cancelled first. */
 function unlessAborted<T>(p: Promise<T>, signal: AbortSignal, drvPath: string): Promise<T> {
   return new Promise<T>((resolve, reject) => {
@@ -365,11 +352,16 @@ function unlessAborted<T>(p: Promise<T>, signal: AbortSignal, drvPath: string): 
   });
 }
 
-/** The paths a build reads: input sources and the wanted outputs of input derivations. */
-export function inputRoots(store: LocalStore, drvPath: string, drv: Derivation): string[] {
+/**
+ * The paths a build reads: input sources and the wanted outputs of input
+ * derivations. With `soFar` (a prestarted goal, whose inputs may still be
+ * building) the valid ones only; otherwise a missing one is an error.
+ */
+export function inputRoots(store: LocalStore, drvPath: string, drv: Derivation, soFar = false): string[] {
   const roots: string[] = [];
   for (const p of drv.inputSrcs) {
     if (!store.isValidPath(p)) {
+      if (soFar) continue;
       throw new MissingInputPath(`input path '${p}' of '${drvPath}' is not valid`, { drvPath, path: p });
     }
     roots.push(p);
@@ -379,6 +371,7 @@ export function inputRoots(store: LocalStore, drvPath: string, drv: Derivation):
     for (const o of outs) {
       const p = map.get(o);
       if (!p || !store.isValidPath(p)) {
+        if (soFar) continue;
         throw new MissingInputPath(`output '${o}' of input derivation '${input}' of '${drvPath}' is not valid`, {
           drvPath,
           input,
@@ -699,7 +692,7 @@ export async function runGoal(g: GoalInput): Promise<GoalResult> {
     let holding = holdable;
 
     // Keep inputs and outputs from a concurrent garbage collector.
-    const roots = holdable ? validInputRoots(store, drv) : inputRoots(store, drvPath, drv);
+    const roots = inputRoots(store, drvPath, drv, holdable);
     const rooted = [drvPath, ...roots];
     for (const o of plan.outputs.values()) {
       rooted.push(o.scratchPath);
