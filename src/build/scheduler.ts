@@ -147,6 +147,11 @@ export class Semaphore implements Slots {
   }
 }
 
+/** The result of a goal that failed before (or without) building: no outputs, no log. */
+function failedResult(drvPath: string, failure: FailureKind, error: Error, startTime = Date.now()): GoalResult {
+  return { drvPath, status: 'failed', failure, error, outputs: new Map(), startTime, stopTime: Date.now(), logPath: null, logTail: [], usage: null };
+}
+
 /** Whether a derivation asks for a recursive-build daemon. */
 function requiresRecursiveNix(drv: Derivation): boolean {
   return new DrvAttrs(drv).requiredSystemFeatures().includes('recursive-nix');
@@ -433,20 +438,7 @@ async function runDag(todo: Node[], goals: Map<string, GoalResult>, failures: Fa
 
   const failDependent = (d: Node, prestarted = false) => {
     if (d.state !== 'waiting' && !prestarted) return;
-    const err = dependencyFailed(d);
-    const now = Date.now();
-    const result: GoalResult = {
-      drvPath: d.drvPath,
-      status: 'failed',
-      failure: 'dependency',
-      error: err,
-      outputs: new Map(),
-      startTime: now,
-      stopTime: now,
-      logPath: null,
-      logTail: [],
-      usage: null,
-    };
+    const result = failedResult(d.drvPath, 'dependency', dependencyFailed(d));
     failures.push('dependency');
     reporter.finished(result);
     settle(d, 'failed', result);
@@ -489,19 +481,7 @@ async function runDag(todo: Node[], goals: Map<string, GoalResult>, failures: Fa
       (e: unknown) => {
         running--;
         clearPrestart(node);
-        const now = Date.now();
-        const result: GoalResult = {
-          drvPath: node.drvPath,
-          status: 'failed',
-          failure: 'misc',
-          error: e instanceof Error ? e : new Error(String(e)),
-          outputs: new Map(),
-          startTime: now,
-          stopTime: now,
-          logPath: null,
-          logTail: [],
-          usage: null,
-        };
+        const result = failedResult(node.drvPath, 'misc', e instanceof Error ? e : new Error(String(e)));
         reporter.finished(result);
         failures.push('misc');
         if (!opts.keepGoing) cancel.abort(new BuildInterrupted('another build failed', {}));
@@ -556,18 +536,7 @@ async function runDag(todo: Node[], goals: Map<string, GoalResult>, failures: Fa
       resolved = resolve.resolveDerivation(store, node.drvPath, node.drv, parts.rewriteStrings);
       resolvedPath = await resolve.writeResolved(store, resolved);
     } catch (e) {
-      return {
-        drvPath: node.drvPath,
-        status: 'failed',
-        failure: 'misc',
-        error: e as Error,
-        outputs: new Map(),
-        startTime: started,
-        stopTime: Date.now(),
-        logPath: null,
-        logTail: [],
-        usage: null,
-      };
+      return failedResult(node.drvPath, 'misc', e as Error, started);
     }
     reporter.message(`resolved derivation: '${node.drvPath}' -> '${resolvedPath}'`);
     const r = await goalFor(resolvedPath, resolved.drv, node);
