@@ -138,9 +138,9 @@ export interface RunningBuild {
 /**
  * A sandbox set up ahead of time (Backend.startHeld): everything is in place
  * but the builder, which starts on release(). Meanwhile the inputs that were
- * still being built are added, and paths planned on speculation that turned
- * out not to be in the input closure are removed, so that at release the
- * builder sees exactly the closure, as with start().
+ * still being built are added, so that at release the builder sees exactly
+ * the closure, as with start(). removePaths is for a caller that planned
+ * more than the closure (the engine does not: guessing it measured no faster).
  */
 export interface HeldBuild {
   /** Store paths (logical) visible inside: the plan's inputs, then what was added or removed. */

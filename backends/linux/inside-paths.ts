@@ -63,8 +63,8 @@ function done(paths: readonly string[], r: Outcome): string[] {
  */
 export async function addPathsInside(spec: LinuxSandboxSpec, monitorPid: number, storePaths: readonly string[], visible: Set<string>): Promise<void> {
   const ctx = `derivation '${spec.request.drvPath}'`;
-  for (const p of storePaths) nameIn(spec, p, ctx);
-  const paths = [...new Set(storePaths)].filter((p) => !visible.has(p));
+  const named = new Map(storePaths.map((p) => [p, nameIn(spec, p, ctx)]));
+  const paths = [...named.keys()].filter((p) => !visible.has(p));
   if (paths.length === 0) return;
   if (!spec.keepMountNamespace) {
     throw new AddPathFailed(
@@ -72,7 +72,7 @@ export async function addPathsInside(spec: LinuxSandboxSpec, monitorPid: number,
       { path: paths[0]! },
     );
   }
-  const names = paths.map((p) => nameIn(spec, p, ctx));
+  const names = paths.map((p) => named.get(p)!);
   const req: LauncherRequest = {
     mode: Mode.ADD_PATH,
     parentPid: process.pid,
@@ -95,10 +95,10 @@ export async function addPathsInside(spec: LinuxSandboxSpec, monitorPid: number,
  */
 export async function removePathsInside(spec: LinuxSandboxSpec, storePaths: readonly string[], visible: Set<string>): Promise<void> {
   const ctx = `derivation '${spec.request.drvPath}'`;
-  for (const p of storePaths) nameIn(spec, p, ctx);
-  const paths = [...new Set(storePaths)].filter((p) => visible.has(p));
+  const named = new Map(storePaths.map((p) => [p, nameIn(spec, p, ctx)]));
+  const paths = [...named.keys()].filter((p) => visible.has(p));
   if (paths.length === 0) return;
-  const names = paths.map((p) => nameIn(spec, p, ctx));
+  const names = paths.map((p) => named.get(p)!);
   const req: LauncherRequest = { mode: Mode.REMOVE_PATH, parentPid: process.pid, names, target: spec.chrootStoreDir };
   const r = await runRequest(encodeRequest(req, ctx));
   for (const p of done(paths, r)) visible.delete(p);
