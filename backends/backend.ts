@@ -145,7 +145,11 @@ export interface RunningBuild {
 export interface HeldBuild {
   /** Store paths (logical) visible inside: the plan's inputs, then what was added or removed. */
   readonly visible: ReadonlySet<string>;
-  /** Makes valid store paths visible, bound read-only like the plan's inputs. */
+  /**
+   * Makes store paths visible, bound read-only like the plan's inputs: valid
+   * ones, or outputs of an input in their final place and being registered
+   * (the release waits for those to be valid).
+   */
   addPaths(storePaths: readonly string[]): Promise<void>;
   /** Hides paths the plan made visible; nothing of them is left inside, not even the mount point. */
   removePaths(storePaths: readonly string[]): Promise<void>;

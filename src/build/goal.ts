@@ -54,6 +54,7 @@ export { runSettingsFrom, type RunSettings } from './run-settings.js';
 import type { BuildMode, OutputPlan, PlanOutputsInput } from './output-plan.js';
 import type { PreBuildHookOptions } from './pre-build-hook.js';
 import type { RegisteredOutput, RegisterInput } from './register.js';
+import { placedInputPaths, type PlacedOutput, type PlacedOutputsFeed } from './placed.js';
 
 const osSignals = osConstants.signals as Record<string, number>;
 
@@ -212,6 +213,8 @@ export interface GoalInput {
   homelessShelter?: string;
   /** Started before its inputs are all built (see GoalPrestart). */
   prestart?: GoalPrestart;
+  /** The outputs built are in their final place and about to be registered (RegisterInput.onPlaced). */
+  onOutputsPlaced?(outputs: readonly PlacedOutput[]): void;
 }
 
 /**
@@ -223,6 +226,12 @@ export interface GoalInput {
  */
 export interface GoalPrestart {
   inputsReady: Promise<void>;
+  /**
+   * Outputs of its input derivations as they are placed, before they are
+   * valid: a held sandbox gets the paths it will need at once, and is
+   * released only after `inputsReady` (with the whole input closure).
+   */
+  placed?: PlacedOutputsFeed;
 }
 
 const SIGNAL_TEXT: Record<string, string> = {
@@ -830,6 +839,20 @@ export async function runGoal(g: GoalInput): Promise<GoalResult> {
           } catch {
             // Set up again the ordinary way below, where a real problem shows.
           }
+          const early = held;
+          if (early && prestart!.placed) {
+            prestart!.placed.listen((inputDrv, outputs) => {
+              const used = drv.inputDrvs.get(inputDrv);
+              if (!used || held !== early) return;
+              try {
+                const paths = placedInputPaths(used, outputs, (valid) => store.computeClosure(valid)).filter((p) => !early.visible.has(p));
+                // A path that fails here is added again below with the rest of the closure.
+                if (paths.length > 0) early.addPaths(paths).catch(() => {});
+              } catch {
+                // idem
+              }
+            });
+          }
           await awaitInputs();
           const allRoots = inputRoots(store, drvPath, drv);
           await store.addTempRoots(allRoots.filter((p) => !roots.includes(p)));
@@ -979,6 +1002,7 @@ export async function runGoal(g: GoalInput): Promise<GoalResult> {
         ...(buildUser && backend && !backend.caps.sandboxed ? { fromUid: buildUser.user.uid } : {}),
         ...(buildUser ? { buildUser: { uid: buildUser.user.uid, gid: buildUser.user.gid } } : {}),
         log: (line: string) => theLog.note(line),
+        ...(g.onOutputsPlaced ? { onPlaced: g.onOutputsPlaced } : {}),
       });
     } catch (e) {
       fail(registrationFailureKind(e), e);

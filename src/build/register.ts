@@ -54,6 +54,7 @@ import { streamNar } from '../store/nar-fs.js';
 import { optimisePath } from '../store/optimise.js';
 import type { NewPathInfo, PathInfo } from '../store/path-info.js';
 import type { PathLocks } from '../store/path-locks.js';
+import type { PlacedOutput } from './placed.js';
 import { notDeterministicError, runDiffHook, type CheckDifference } from './check-compare.js';
 import {
   BadDerivationAttr,
@@ -101,6 +102,12 @@ export interface RegisterInput {
   buildDir?: string;
   /** The diff hook runs as this user (the build user), as in Nix. */
   buildUser?: { uid: number; gid: number };
+  /**
+   * Normal mode: told once the outputs built are in their final place and
+   * pass the output checks, just before the transaction that registers them
+   * (see placed.ts). What it throws is ignored.
+   */
+  onPlaced?(outputs: readonly PlacedOutput[]): void;
 }
 
 export interface RegisteredOutput {
@@ -740,6 +747,13 @@ async function finishRegister(
       outputPaths: finals,
       queryPathInfo: (path) => store.queryPathInfo(path),
     });
+    if (mode === 'normal' && !mismatchError && input.onPlaced) {
+      try {
+        input.onPlaced(processed.map((p) => ({ name: p.name, path: p.finalPath, references: p.info.references })));
+      } catch {
+        // an early hint only: dependents get the paths once they are valid anyway
+      }
+    }
 
     const realisations: Realisation[] = [];
     if (!mismatchError) {

@@ -27,6 +27,7 @@ import type { BuildLog } from './logs.js';
 import type { BuildMode } from './output-plan.js';
 import type { BuildTarget } from './targets.js';
 import { tuneV8ForBuilds } from './v8-tuning.js';
+import { PlacedOutputsFeed } from './placed.js';
 
 /** What the user sees of a run (progress.ts implements it). */
 export interface Reporter {
@@ -107,7 +108,7 @@ interface Node {
   state: NodeState;
   result?: GoalResult;
   /** Started ahead of its inputs (runDag's prestart) and not yet told to go. */
-  prestart?: { go: () => void; stop: (e: Error) => void };
+  prestart?: { go: () => void; stop: (e: Error) => void; placed: PlacedOutputsFeed };
 }
 
 /** A counting semaphore whose waiters can be aborted. */
@@ -498,9 +499,10 @@ async function runDag(todo: Node[], goals: Map<string, GoalResult>, failures: Fa
       stop = rej;
     });
     inputsReady.catch(() => {});
-    d.prestart = { go, stop };
+    const placed = new PlacedOutputsFeed();
+    d.prestart = { go, stop, placed };
     waitingPrestarts++;
-    start(d, { inputsReady });
+    start(d, { inputsReady, placed });
   };
 
   const goalFor = (drvPath: string, drv: Derivation, node: Node, prestart?: GoalPrestart) =>
@@ -521,6 +523,10 @@ async function runDag(todo: Node[], goals: Map<string, GoalResult>, failures: Fa
       onRunning: (r: RunningGoal) => {
         opts.onRunning?.(r);
         prestartDependents(node);
+      },
+      // Held dependents add the outputs to their sandboxes while they are registered.
+      onOutputsPlaced: (outputs) => {
+        for (const d of node.dependents) d.prestart?.placed.emit(node.drvPath, outputs);
       },
       ...(recursive ? { recursive } : {}),
       ...(prestart ? { prestart } : {}),

@@ -1,7 +1,7 @@
 // Fixtures of the run-side build tests: a real store dir in a temp dir,
 // derivations added as nix-instantiate would, settings, a recording
 // reporter and a scriptable fake backend.
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import type { TestContext } from 'node:test';
@@ -143,6 +143,9 @@ export class Recorder implements Reporter {
  * (Backend.startHeld) and records what happens to held builds in `events`:
  * "held <name> <visible paths>", "add <name> <paths>", "remove <name> <paths>",
  * "release <name>", "abandon <name>" (paths by name, space-separated).
+ * With `isValid`, each path of an "add" or "release" event is followed by
+ * "(valid)", "(placed)" (on disk, not yet registered) or "(missing)" as it
+ * is then.
  */
 export class FakeBackend {
   running = 0;
@@ -150,8 +153,10 @@ export class FakeBackend {
   starts: string[] = [];
   events: string[] = [];
   readonly backend: Backend;
-  constructor(opts: { hold?: boolean } = {}) {
+  private readonly isValid: ((p: string) => boolean) | null;
+  constructor(opts: { hold?: boolean; isValid?: (p: string) => boolean } = {}) {
     const self = this;
+    this.isValid = opts.isValid ?? null;
     this.backend = {
       name: 'dummy',
       caps: { needsHashRewrite: true, canAddPathsWhileRunning: true, supportsUidRange: false, sandboxed: false },
@@ -175,6 +180,9 @@ export class FakeBackend {
         .map((p) => p.slice(p.lastIndexOf('/') + 1))
         .map((b) => b.slice(b.indexOf('-') + 1))
         .join(' ');
+    const isValid = this.isValid;
+    const pathState = (p: string) => (isValid!(p) ? 'valid' : existsSync(req.realStoreDir + p.slice(req.storeDir.length)) ? 'placed' : 'missing');
+    const states = (ps: Iterable<string>) => (isValid ? [...ps].map((p) => `${names([p])}(${pathState(p)})`).sort().join(' ') : names(ps));
     const visible = new Set(req.inputPaths);
     let state: 'held' | 'released' | 'abandoned' = 'held';
     this.events.push(`held ${req.drvName} ${names(visible)}`.trim());
@@ -182,7 +190,7 @@ export class FakeBackend {
       visible,
       addPaths: async (ps) => {
         for (const p of ps) visible.add(p);
-        this.events.push(`add ${req.drvName} ${names(ps)}`);
+        this.events.push(`add ${req.drvName} ${states(ps)}`);
       },
       removePaths: async (ps) => {
         for (const p of ps) visible.delete(p);
@@ -191,7 +199,7 @@ export class FakeBackend {
       release: async () => {
         if (state !== 'held') throw new Error(`release of a ${state} build`);
         state = 'released';
-        this.events.push(`release ${req.drvName}`);
+        this.events.push(isValid ? `release ${req.drvName} ${states([...visible].sort())}`.trim() : `release ${req.drvName}`);
         return this.start({ ...spec, request: { ...req, inputPaths: [...visible].sort() } });
       },
       abandon: async () => {

@@ -66,6 +66,29 @@ describe('prestart', () => {
     assert.equal(fake.maxRunning, 1);
   });
 
+  test('a held goal gets its input\'s output when it is placed, before it is registered; the builder starts once it is valid', async (t) => {
+    const { store, buildDir } = await realStore(t);
+    const { c } = await chain(store, ['sleep:300', 'sleep:300', 'write']);
+    const fake = new FakeBackend({ hold: true, isValid: (p) => store.isValidPath(p) });
+    const rec = new Recorder();
+    const r = await buildTargets([target(c)], { store, settings: settings(buildDir), mode: 'normal', keepGoing: false, reporter: rec, chooseBackend: fake.choose });
+    assert.equal(r.exitCode, 0, rec.messages.join('\n'));
+    assert.deepEqual(of(fake.events, 'b'), ['held b src', 'add b a(placed)', 'release b a(valid) src(valid)', 'start b', 'exit b']);
+    assert.deepEqual(of(fake.events, 'c'), ['held c', 'add c b(placed)', 'release c b(valid)', 'start c', 'exit c']);
+  });
+
+  test('an input with several outputs: the held goal gets the one it uses, not its sibling', async (t) => {
+    const { store, buildDir } = await realStore(t);
+    const a = await addDrv(store, { name: 'a', outputs: ['out', 'dev'], env: { FAKE: 'sleep:300' } });
+    const b = await addDrv(store, { name: 'b', env: { FAKE: 'write', dev: a.drv.env.get('dev')! }, inputDrvs: { [a.drvPath]: ['dev'] } });
+    const fake = new FakeBackend({ hold: true, isValid: (p) => store.isValidPath(p) });
+    const rec = new Recorder();
+    const r = await buildTargets([target(b)], { store, settings: settings(buildDir), mode: 'normal', keepGoing: false, reporter: rec, chooseBackend: fake.choose });
+    assert.equal(r.exitCode, 0, rec.messages.join('\n'));
+    assert.deepEqual(of(fake.events, 'b'), ['held b', 'add b a-dev(placed)', 'release b a-dev(valid)', 'start b', 'exit b']);
+    assert.ok(store.isValidPath(a.drv.env.get('out')!), 'a was built whole');
+  });
+
   test('max-jobs 1: nothing is prestarted (a held sandbox waits for a slot no builder uses)', async (t) => {
     const { store, buildDir } = await realStore(t);
     const { c } = await chain(store, ['sleep:20', 'sleep:20', 'write']);

@@ -58,6 +58,7 @@ export interface RunOptions {
   drvHashes?: RegisterInput['drvHashes'];
   log?: string[];
   plan?: OutputPlan;
+  onPlaced?: RegisterInput['onPlaced'];
 }
 
 export function planFor(store: LocalStore, drvPath: string, drv: Derivation, o: RunOptions = {}): OutputPlan {
@@ -101,6 +102,7 @@ export async function buildAndRegister(
     log: (l) => o.log?.push(l),
     ...(o.fromUid !== undefined ? { fromUid: o.fromUid } : {}),
     ...(o.drvHashes ? { drvHashes: o.drvHashes } : {}),
+    ...(o.onPlaced ? { onPlaced: o.onPlaced } : {}),
   });
 }
 

@@ -423,6 +423,54 @@ console.log(JSON.stringify({ ms, hwm, refs, count, found: [...s.found()], refere
   });
 });
 
+describe('register: outputs announced once placed (onPlaced, for held dependents)', () => {
+  test('normal mode: once, with the final paths and references, after the move and the checks and before the registration', async (t) => {
+    const { store } = await tempStore(t);
+    await addPath(store, INPUT, 'input\n');
+    const seen: Array<{ name: string; path: string; references: string[]; onDisk: boolean; valid: boolean }> = [];
+    await buildAndRegister(store, DRV, twoOutputs({ allowedReferences: 'out dev ' + INPUT }), (s) => ({ out: `${INPUT} ${s.dev} ${s.out}\n`, dev: 'dev\n' }), {
+      inputs: [INPUT],
+      onPlaced: (outs) => {
+        for (const o of outs) seen.push({ name: o.name, path: o.path, references: [...o.references].sort(), onDisk: existsSync(store.toRealPath(o.path)), valid: store.isValidPath(o.path) });
+      },
+    });
+    assert.deepEqual(
+      seen.sort((a, b) => a.name.localeCompare(b.name)),
+      [
+        { name: 'dev', path: DEV, references: [], onDisk: true, valid: false },
+        { name: 'out', path: OUT, references: [OUT, DEV, INPUT].sort(), onDisk: true, valid: false },
+      ],
+    );
+    assert.ok(store.isValidPath(OUT) && store.isValidPath(DEV));
+  });
+
+  test('what the listener throws does not fail the registration', async (t) => {
+    const { store } = await tempStore(t);
+    const res = await buildAndRegister(store, DRV, oneOutput(), () => ({ out: 'x\n' }), {
+      onPlaced: () => {
+        throw new Error('listener bug');
+      },
+    });
+    assert.equal(res.get('out')!.path, OUT);
+    assert.ok(store.isValidPath(OUT));
+  });
+
+  test('not when an output check fails, nor in check mode', async (t) => {
+    const { store } = await tempStore(t);
+    await addPath(store, INPUT, 'input\n');
+    let calls = 0;
+    const onPlaced = () => void calls++;
+    await assert.rejects(
+      buildAndRegister(store, DRV, oneOutput({ disallowedReferences: INPUT }), () => ({ out: `${INPUT}\n` }), { inputs: [INPUT], onPlaced }),
+      /is not allowed to refer to the following paths:\n  \/nix\/store\/d{32}-input$/,
+    );
+    assert.equal(calls, 0);
+    await buildAndRegister(store, DRV, oneOutput(), () => ({ out: 'same\n' }), {});
+    await buildAndRegister(store, DRV, oneOutput(), () => ({ out: 'same\n' }), { mode: 'check', onPlaced });
+    assert.equal(calls, 0);
+  });
+});
+
 describe('sortOutputs', () => {
   test('references first; Nix cycle message names the first back edge', () => {
     assert.deepEqual(

@@ -1,0 +1,68 @@
+// Outputs announced between their move into the store and their
+// registration. A prestarted dependent whose sandbox is held adds them to
+// it then, so that the mounts are made while the producer registers and the
+// scheduler wakes the dependent, not after (in a chain of trivial builds
+// that is the critical path). Nothing is released early: the builder still
+// starts only once its inputs are valid, and the full input closure is
+// checked against what is visible at that point.
+
+/** One output in its final place, about to be registered. */
+export interface PlacedOutput {
+  name: string;
+  /** Logical store path. */
+  path: string;
+  /** Its references as they will be registered (itself included when self-referencing). */
+  references: readonly string[];
+}
+
+export type PlacedListener = (drvPath: string, outputs: readonly PlacedOutput[]) => void;
+
+/**
+ * From the scheduler to one prestarted goal: what its input derivations
+ * placed. Announcements before the goal listens are kept for it.
+ */
+export class PlacedOutputsFeed {
+  private early: Array<[string, readonly PlacedOutput[]]> = [];
+  private listener: PlacedListener | null = null;
+
+  emit(drvPath: string, outputs: readonly PlacedOutput[]): void {
+    if (this.listener) this.listener(drvPath, outputs);
+    else this.early.push([drvPath, outputs]);
+  }
+
+  listen(f: PlacedListener): void {
+    this.listener = f;
+    for (const [d, o] of this.early.splice(0)) f(d, o);
+  }
+}
+
+/**
+ * The store paths a dependent needs of one input derivation's placed
+ * outputs: the outputs it uses (`used`) and what they refer to, following
+ * references among the placed outputs themselves and handing the rest
+ * (valid paths) to `closure`. Sorted; empty when it uses none of them.
+ */
+export function placedInputPaths(
+  used: ReadonlySet<string>,
+  outputs: readonly PlacedOutput[],
+  closure: (validPaths: string[]) => Iterable<string>,
+): string[] {
+  const byPath = new Map(outputs.map((o) => [o.path, o]));
+  const seen = new Set<string>();
+  const valid = new Set<string>();
+  const todo = outputs.filter((o) => used.has(o.name));
+  for (const o of todo) seen.add(o.path);
+  while (todo.length > 0) {
+    const o = todo.pop()!;
+    for (const r of o.references) {
+      const sibling = byPath.get(r);
+      if (!sibling) valid.add(r);
+      else if (!seen.has(r)) {
+        seen.add(r);
+        todo.push(sibling);
+      }
+    }
+  }
+  if (valid.size > 0) for (const p of closure([...valid])) seen.add(p);
+  return [...seen].sort();
+}
