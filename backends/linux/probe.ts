@@ -102,17 +102,19 @@ export async function probeLinux(): Promise<ProbeReport> {
       .map(([k, v]) => `${k}=${v}`)
       .join(', '),
   });
+  // The program the build step precompiled needs no libseccomp loaded here
+  // (seccomp-cache.ts: it is used only while that libseccomp is unchanged).
   let bpf: Buffer | null = null;
-  const sc = seccompAvailable();
-  if (sc.ok) {
-    try {
-      bpf = compileSeccomp(seccompPolicy(process.arch)).bpf;
-      checks.push({ name: 'libseccomp', ok: true, detail: `filter compiles (${bpf.length / 8} instructions)` });
-    } catch (e) {
-      checks.push({ name: 'libseccomp', ok: false, detail: (e as Error).message, fix: "install libseccomp2, or set 'filter-syscalls = false'" });
-    }
-  } else {
-    checks.push({ name: 'libseccomp', ok: false, detail: sc.error, fix: "install libseccomp2 ('apt-get install libseccomp2'), or set 'filter-syscalls = false'" });
+  try {
+    bpf = compileSeccomp(seccompPolicy(process.arch)).bpf;
+    checks.push({ name: 'libseccomp', ok: true, detail: `filter compiles (${bpf.length / 8} instructions)` });
+  } catch (e) {
+    const sc = seccompAvailable();
+    checks.push(
+      sc.ok
+        ? { name: 'libseccomp', ok: false, detail: (e as Error).message, fix: "install libseccomp2, or set 'filter-syscalls = false'" }
+        : { name: 'libseccomp', ok: false, detail: sc.error, fix: "install libseccomp2 ('apt-get install libseccomp2'), or set 'filter-syscalls = false'" },
+    );
   }
   let usable = false;
   if (launcher.ok) {

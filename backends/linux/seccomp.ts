@@ -3,10 +3,13 @@
 //
 // The policy is plain data (seccompPolicy) so `explain` can print it and tests
 // can inspect it; compileSeccomp turns it into bytes. koffi is loaded lazily:
-// it costs start-up time and is only needed by builds with filter-syscalls on.
+// it costs start-up time (~12 ms with libseccomp) and is only needed by builds
+// with filter-syscalls on, and not even by those when the build step's copy of
+// the default program is there (seccomp-cache.ts).
 import { createRequire } from 'node:module';
-import { closeSync, fstatSync, readSync } from 'node:fs';
+import { closeSync, fstatSync, readSync, rmSync } from 'node:fs';
 import { SeccompUnavailable } from './errors.js';
+import { libraryId, mappedLibrary, policyKey, readCachedProgram, SECCOMP_CACHE_PATH, writeCachedProgram } from './seccomp-cache.js';
 
 export const LIBSECCOMP = 'libseccomp.so.2';
 
@@ -177,19 +180,23 @@ const compiled = new Map<string, CompiledSeccomp>();
 const compiledByPolicy = new WeakMap<SeccompPolicy, CompiledSeccomp>();
 
 /**
- * Compiles `policy` to a BPF program (struct sock_filter[]), cached per policy.
- * Throws SeccompUnavailable when libseccomp is missing or refuses a rule:
- * never a silently unfiltered build.
+ * Compiles `policy` to a BPF program (struct sock_filter[]), cached per policy:
+ * in memory, and for the default policy in the file the build step wrote
+ * (seccomp-cache.ts). Throws SeccompUnavailable when libseccomp is missing or
+ * refuses a rule: never a silently unfiltered build.
  */
 export function compileSeccomp(policy: SeccompPolicy): CompiledSeccomp {
   const same = compiledByPolicy.get(policy);
   if (same) return same;
-  const key = JSON.stringify(policy, (_k, v) => (typeof v === 'bigint' ? v.toString() : v));
-  const hit = compiled.get(key);
-  if (hit) {
-    compiledByPolicy.set(policy, hit);
-    return hit;
-  }
+  const key = policyKey(policy);
+  const result = compiled.get(key) ?? readCachedProgram(SECCOMP_CACHE_PATH, key) ?? compileWithLibseccomp(policy);
+  compiled.set(key, result);
+  compiledByPolicy.set(policy, result);
+  return result;
+}
+
+/** compileSeccomp without its caches: libseccomp, now. */
+export function compileWithLibseccomp(policy: SeccompPolicy): CompiledSeccomp {
   const lib = loadLib();
   const fail = (what: string): never => {
     throw new SeccompUnavailable(`cannot build the seccomp filter: ${what}`, { what });
@@ -238,10 +245,7 @@ export function compileSeccomp(policy: SeccompPolicy): CompiledSeccomp {
         off += n;
       }
       if (size === 0 || size % 8 !== 0) fail(`exported program has ${size} bytes`);
-      const result = { bpf, archs, skipped };
-      compiled.set(key, result);
-      compiledByPolicy.set(policy, result);
-      return result;
+      return { bpf, archs, skipped };
     } finally {
       closeSync(fd);
     }
@@ -258,4 +262,26 @@ export function seccompAvailable(): { ok: true } | { ok: false; error: string } 
   } catch (e) {
     return { ok: false, error: (e as Error).message };
   }
+}
+
+/**
+ * The build step's half of the cache: compiles this architecture's policy
+ * with libseccomp and writes it to `file` with the library's identity. When
+ * it cannot, no file is left (builds then compile it themselves).
+ */
+export function writeSeccompCache(file: string = SECCOMP_CACHE_PATH): { written: boolean; detail: string } {
+  if (file === '') return { written: false, detail: 'the cache is turned off (DRVBOX_SECCOMP_CACHE=)' };
+  rmSync(file, { force: true });
+  const policy = seccompPolicy(process.arch);
+  let program: CompiledSeccomp;
+  try {
+    program = compileWithLibseccomp(policy);
+  } catch (e) {
+    return { written: false, detail: (e as Error).message };
+  }
+  const path = mappedLibrary();
+  const id = path === null ? null : libraryId(path);
+  if (!id) return { written: false, detail: `cannot tell which file ${LIBSECCOMP} was loaded from` };
+  writeCachedProgram(file, policyKey(policy), program, id);
+  return { written: true, detail: `${program.bpf.length / 8} instructions compiled with ${path}` };
 }
