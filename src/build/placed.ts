@@ -5,6 +5,7 @@
 // that is the critical path). Nothing is released early: the builder still
 // starts only once its inputs are valid, and the full input closure is
 // checked against what is visible at that point.
+import { closure } from '../store/closure.js';
 
 /** One output in its final place, about to be registered. */
 export interface PlacedOutput {
@@ -40,29 +41,20 @@ export class PlacedOutputsFeed {
  * The store paths a dependent needs of one input derivation's placed
  * outputs: the outputs it uses (`used`) and what they refer to, following
  * references among the placed outputs themselves and handing the rest
- * (valid paths) to `closure`. Sorted; empty when it uses none of them.
+ * (valid paths) to `validClosure`. Sorted; empty when it uses none of them.
  */
 export function placedInputPaths(
   used: ReadonlySet<string>,
   outputs: readonly PlacedOutput[],
-  closure: (validPaths: string[]) => Iterable<string>,
+  validClosure: (validPaths: string[]) => Iterable<string>,
 ): string[] {
   const byPath = new Map(outputs.map((o) => [o.path, o]));
-  const seen = new Set<string>();
-  const valid = new Set<string>();
-  const todo = outputs.filter((o) => used.has(o.name));
-  for (const o of todo) seen.add(o.path);
-  while (todo.length > 0) {
-    const o = todo.pop()!;
-    for (const r of o.references) {
-      const sibling = byPath.get(r);
-      if (!sibling) valid.add(r);
-      else if (!seen.has(r)) {
-        seen.add(r);
-        todo.push(sibling);
-      }
-    }
-  }
-  if (valid.size > 0) for (const p of closure([...valid])) seen.add(p);
-  return [...seen].sort();
+  // Among the placed outputs by their references; a path that is not one of them is valid: it ends the walk here.
+  const reached = closure(
+    outputs.filter((o) => used.has(o.name)).map((o) => o.path),
+    (p) => byPath.get(p)?.references ?? [],
+  );
+  const valid = [...reached].filter((p) => !byPath.has(p));
+  if (valid.length > 0) for (const p of validClosure(valid)) reached.add(p);
+  return [...reached].sort();
 }

@@ -3,6 +3,7 @@
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { PlacedOutputsFeed, placedInputPaths, type PlacedOutput } from '../../src/build/placed.js';
+import { closure } from '../../src/store/closure.js';
 
 const OUT = '/nix/store/bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb-x';
 const DEV = '/nix/store/cccccccccccccccccccccccccccccccc-x-dev';
@@ -21,15 +22,7 @@ const valid = new Map<string, string[]>([
 function closureOf(asked: string[][]) {
   return (paths: string[]) => {
     asked.push([...paths].sort());
-    const seen = new Set<string>();
-    const todo = [...paths];
-    while (todo.length > 0) {
-      const p = todo.pop()!;
-      if (seen.has(p)) continue;
-      seen.add(p);
-      todo.push(...valid.get(p)!);
-    }
-    return seen;
+    return closure(paths, (p) => valid.get(p)!);
   };
 }
 
