@@ -1,13 +1,10 @@
 // Where the compiled launcher is, and why it is not there when it is not.
 import { existsSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { builtFile } from '../../src/native/built-file.js';
 import { LauncherMissing } from './errors.js';
 
-// dist/backends/linux/launcher-path.js -> dist/launcher/drvbox-launcher
-const distDir = join(fileURLToPath(import.meta.url), '..', '..', '..');
-export const LAUNCHER_PATH = process.env.DRVBOX_LAUNCHER ?? join(distDir, 'launcher', 'drvbox-launcher');
-const STATUS_FILE = join(distDir, 'launcher', 'build-status.json');
+export const LAUNCHER_PATH = builtFile('drvbox-launcher', 'DRVBOX_LAUNCHER');
+const STATUS_FILE = builtFile('build-status.json');
 
 /** What the launcher build step (npm install / npm run build) recorded. */
 export interface LauncherBuildRecord {

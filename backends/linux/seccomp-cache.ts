@@ -9,15 +9,11 @@
 // missing libseccomp is the usual error. A cached program is never weaker
 // than a fresh one.
 import { readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { builtFile } from '../../src/native/built-file.js';
 import type { CompiledSeccomp } from './seccomp.js';
 
-// dist/backends/linux/seccomp-cache.js -> dist/launcher/seccomp-<arch>.json
-const distDir = join(fileURLToPath(import.meta.url), '..', '..', '..');
-
 /** Where the build step writes the program; DRVBOX_SECCOMP_CACHE overrides ('' turns the cache off). */
-export const SECCOMP_CACHE_PATH: string = process.env.DRVBOX_SECCOMP_CACHE ?? join(distDir, 'launcher', `seccomp-${process.arch}.json`);
+export const SECCOMP_CACHE_PATH: string = builtFile(`seccomp-${process.arch}.json`, 'DRVBOX_SECCOMP_CACHE');
 
 /** The libseccomp a program was compiled with. */
 export interface LibraryId {

@@ -5,8 +5,7 @@
 // (not built, not Linux, or DRVBOX_NATIVE set to the empty string).
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { builtFile } from './built-file.js';
 
 export interface NativeAddon {
   /** flock(2): 0, or a negative errno. */
@@ -17,11 +16,8 @@ export interface NativeAddon {
   removeXattr(path: string, name: string): number;
 }
 
-// dist/src/native/addon.js (or dist/bundle/cli/drvbox.cjs) -> dist/launcher/drvbox-native.node
-const distDir = join(fileURLToPath(import.meta.url), '..', '..', '..');
-
 /** Where the addon is; DRVBOX_NATIVE overrides it, and an empty value turns it off. */
-export const NATIVE_ADDON_PATH: string = process.env.DRVBOX_NATIVE ?? join(distDir, 'launcher', 'drvbox-native.node');
+export const NATIVE_ADDON_PATH: string = builtFile('drvbox-native.node', 'DRVBOX_NATIVE');
 
 let addon: NativeAddon | null | undefined;
 

@@ -14,14 +14,10 @@
 // (or succeeds, if the tree changed meanwhile).
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-
-// dist/src/native/nar-dump.js (or dist/bundle/cli/drvbox.cjs) -> dist/launcher/drvbox-nar-dump
-const distDir = join(fileURLToPath(import.meta.url), '..', '..', '..');
+import { builtFile } from './built-file.js';
 
 /** Where the program is; DRVBOX_NAR_DUMP overrides it, and an empty value turns it off. */
-export const NAR_DUMP_PATH: string = process.env.DRVBOX_NAR_DUMP ?? join(distDir, 'launcher', 'drvbox-nar-dump');
+export const NAR_DUMP_PATH: string = builtFile('drvbox-nar-dump', 'DRVBOX_NAR_DUMP');
 
 let available: boolean | undefined;
 
