@@ -282,6 +282,10 @@ export function writeSeccompCache(file: string = SECCOMP_CACHE_PATH): { written:
   const path = mappedLibrary();
   const id = path === null ? null : libraryId(path);
   if (!id) return { written: false, detail: `cannot tell which file ${LIBSECCOMP} was loaded from` };
-  writeCachedProgram(file, policyKey(policy), program, id);
+  try {
+    writeCachedProgram(file, policyKey(policy), program, id);
+  } catch (e) {
+    return { written: false, detail: `cannot write '${file}': ${(e as Error).message}` };
+  }
   return { written: true, detail: `${program.bpf.length / 8} instructions compiled with ${path}` };
 }

@@ -119,6 +119,13 @@ describe('seccomp program precompiled by the build step', () => {
     assert.equal(writeSeccompCache('').written, false);
   });
 
+  test('writeSeccompCache where the file cannot be written: not written, and says where and why (the build step only prints it)', (t) => {
+    const file = join(tempDir(t), 'no-such-dir', 'seccomp.json');
+    const r = writeSeccompCache(file);
+    assert.equal(r.written, false);
+    assert.match(r.detail, new RegExp(`^cannot write '${file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}': ENOENT`));
+  });
+
   test('mappedLibrary finds libseccomp in /proc/self/maps text', () => {
     const maps = [
       '7f1c00000000-7f1c00010000 r--p 00000000 fd:00 123 /usr/lib/x86_64-linux-gnu/libc.so.6',
