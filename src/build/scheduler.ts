@@ -109,6 +109,8 @@ interface Node {
   result?: GoalResult;
   /** Started ahead of its inputs (runDag's prestart) and not yet told to go. */
   prestart?: { go: () => void; stop: (e: Error) => void; placed: PlacedOutputsFeed };
+  /** Its preparation failed while prestarted: it starts the ordinary way, after its inputs. */
+  noPrestart?: boolean;
 }
 
 /** A counting semaphore whose waiters can be aborted. */
@@ -355,6 +357,7 @@ async function runDag(todo: Node[], goals: Map<string, GoalResult>, failures: Fa
   const canPrestart = (d: Node): boolean =>
     prestartOn &&
     d.state === 'waiting' &&
+    !d.noPrestart &&
     d.pending > 0 &&
     d.failedDeps === 0 &&
     d.cancelledDeps === 0 &&
@@ -457,9 +460,14 @@ async function runDag(todo: Node[], goals: Map<string, GoalResult>, failures: Fa
           failDependent(node, true);
           return;
         }
-        if (prestart && node.pending > 0 && result.status === 'failed' && result.failure === 'interrupted') {
+        if (prestart && node.pending > 0 && result.status === 'failed') {
           // Cancelled while its inputs still build (a prestarted link further
           // down a chain): as if it had never started; their outcome decides.
+          // Any other failure now is one of preparation (its builder cannot
+          // have run): it must not end the run while the inputs build, so
+          // the goal is prepared again, the ordinary way, once they are
+          // built, and fails then as it would have without prestart.
+          if (result.failure !== 'interrupted') node.noPrestart = true;
           node.state = 'waiting';
           return;
         }

@@ -139,6 +139,8 @@ export class Recorder implements Reporter {
  *   "fail"           exit code 3
  *   "sleep:<ms>"     wait, then write
  *   "failafter:<ms>" wait, then exit code 3
+ *   "planfail"       plan() throws (a preparation error: "fake plan of <name> refused";
+ *                    event "refuse <name>")
  * and counts how many run at once. With `hold`, it can also start held
  * (Backend.startHeld) and records what happens to held builds in `events`:
  * "held <name> <visible paths>", "add <name> <paths>", "remove <name> <paths>",
@@ -162,7 +164,13 @@ export class FakeBackend {
       caps: { needsHashRewrite: true, canAddPathsWhileRunning: true, supportsUidRange: false, sandboxed: false },
       probe: async () => ({ backend: 'dummy', usable: true, checks: [] }),
       buildDirInSandbox: (h) => h,
-      plan: (request) => ({ backend: 'dummy', request }),
+      plan: (request) => {
+        if (request.env.FAKE === 'planfail') {
+          self.events.push(`refuse ${request.drvName}`);
+          throw new Error(`fake plan of ${request.drvName} refused`);
+        }
+        return { backend: 'dummy', request };
+      },
       explain: () => 'fake',
       start: async (spec: SandboxSpec) => self.start(spec),
       addPath: async () => {},

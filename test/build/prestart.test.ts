@@ -128,6 +128,30 @@ describe('prestart', () => {
     });
   }
 
+  test('a prestarted goal whose preparation fails does not cut its input short: the input builds, then the goal fails as without prestart', async (t) => {
+    const { store, buildDir } = await realStore(t);
+    const { a, b, c } = await chain(store, ['sleep:300', 'planfail', 'write']);
+    const fake = new FakeBackend({ hold: true });
+    const rec = new Recorder();
+    const r = await buildTargets([target(c)], { store, settings: settings(buildDir), mode: 'normal', keepGoing: false, reporter: rec, chooseBackend: fake.choose });
+    assert.equal(r.exitCode, 1);
+    // b was refused while a built (prestarted), and again once a was valid.
+    assert.deepEqual(of(fake.events, 'a'), ['start a', 'exit a']);
+    assert.deepEqual(of(fake.events, 'b'), ['refuse b', 'refuse b']);
+    assert.ok(fake.events.indexOf('refuse b') < fake.events.indexOf('exit a'), fake.events.join(', '));
+    assert.ok(store.isValidPath(a.drv.env.get('out')!), 'the input was built, not killed');
+    assert.deepEqual(
+      rec.finished_.map((f) => [f.drvPath, f.status, f.failure, f.error?.message]),
+      [
+        [a.drvPath, 'built', undefined, undefined],
+        [b.drvPath, 'failed', 'misc', 'fake plan of b refused'],
+        [c.drvPath, 'failed', 'dependency', `1 dependencies of derivation '${c.drvPath}' failed to build`],
+      ],
+    );
+    assert.deepEqual(rec.started_, [a.drvPath]);
+    assert.deepEqual(readdirSync(buildDir), []);
+  });
+
   test('a derivation for another platform is not prestarted: its input builds, then it fails with Nix\'s message', async (t) => {
     const { store, buildDir } = await realStore(t);
     const a = await addDrv(store, { name: 'a', env: { FAKE: 'sleep:60' } });
