@@ -124,7 +124,8 @@ enum {
   T_ARG = 19, T_ENV = 20, T_DROP_GROUPS = 21, T_CGROUP = 22, T_NEWCGROUP = 23,
   T_TARGET_PID = 24, T_SOURCE = 25, T_TARGET = 26, T_UMASK = 27, T_KILL_UID = 28,
   T_LOOPBACK = 29, T_STORE_DIR = 30, T_SOCKET = 31, T_TOKEN = 32, T_BUILD_ID = 33,
-  T_REAPER = 34, T_HOLD = 35, T_NAME = 36, T_MAKE_CHROOT = 37, T_CHROOT_OWNER = 38
+  T_REAPER = 34, T_HOLD = 35, T_NAME = 36, T_MAKE_CHROOT = 37, T_CHROOT_OWNER = 38,
+  T_GROUP = 39
 };
 enum { MODE_RUN = 1, MODE_PROBE = 2, MODE_ADD_PATH = 3, MODE_KILL_USER = 4, MODE_REMOVE_TREE = 5, MODE_REMOVE_PATH = 6 };
 enum { OP_MKDIR = 1, OP_WRITE = 2, OP_SYMLINK = 3, OP_BIND = 4, OP_MOUNT = 5,
@@ -144,6 +145,7 @@ enum {
 
 #define MAX_REQUEST (256u << 20)
 #define MAX_LIST 1000000u
+#define MAX_GROUPS 256u
 
 struct str { const char *p; uint32_t n; };
 struct op { uint32_t code, flags, mode; struct str a, b; };
@@ -163,6 +165,8 @@ struct request {
   /* add-path / remove-path: store path names, and (add-path) their host sources, in order */
   char **names; size_t nnames;
   char **sources; size_t nsources;
+  /* run, with drop_groups: the supplementary groups to keep instead (a build user's) */
+  gid_t groups[MAX_GROUPS]; size_t ngroups;
 };
 
 static struct request R;
@@ -340,6 +344,10 @@ static void parse_request(unsigned char *buf, size_t len) {
     case T_PERSONALITY: R.personality = rd64(p, n, tag); break;
     case T_NO_NEW_PRIVS: R.no_new_privs = rd64(p, n, tag); break;
     case T_DROP_GROUPS: R.drop_groups = rd64(p, n, tag); break;
+    case T_GROUP:
+      if (R.ngroups == MAX_GROUPS) die("request rejected: more than %u supplementary groups", MAX_GROUPS);
+      R.groups[R.ngroups++] = (gid_t)rd64(p, n, tag);
+      break;
     case T_NEWCGROUP: R.newcgroup = rd64(p, n, tag); break;
     case T_TARGET_PID: R.target_pid = rd64(p, n, tag); break;
     case T_UMASK: R.umask_ = rd64(p, n, tag); break;
@@ -1135,7 +1143,9 @@ static int run_mode(void) {
   if (!R.builder.n) die("request rejected: no builder");
   if (!R.nargs) die("request rejected: empty argv");
   if (R.hold && server_ctl < 0) die("request rejected: a held build needs the launcher server");
-  if (R.drop_groups && getuid() == 0 && setgroups(0, NULL) < 0)
+  /* root switching to a build user: none of root's groups, only the build
+   * user's own supplementary groups (none unless the request names some). */
+  if (R.drop_groups && getuid() == 0 && setgroups(R.ngroups, R.groups) < 0)
     die("setgroups failed: %s", strerror(errno));
   if (R.make_chroot) {
     /* The empty dir the init populates, made here rather than by the caller

@@ -80,6 +80,7 @@ export const Tag = {
   NAME: 36,
   MAKE_CHROOT: 37,
   CHROOT_OWNER: 38,
+  GROUP: 39,
 } as const;
 
 export const Mode = { RUN: 1, PROBE: 2, ADD_PATH: 3, KILL_USER: 4, REMOVE_TREE: 5, REMOVE_PATH: 6 } as const;
@@ -139,6 +140,8 @@ export interface LauncherRequest {
   argv?: string[];
   env?: [string, string][];
   dropGroups?: boolean;
+  /** With dropGroups, as root: the supplementary groups to set instead of none (a build user's). */
+  groups?: number[];
   cgroup?: string;
   newCgroup?: boolean;
   targetPid?: number;
@@ -279,6 +282,7 @@ export function encodeRequest(r: LauncherRequest, context = 'sandbox request'): 
     w.str(Tag.ENV, 'environment entry', `${k}=${v}`);
   }
   if (r.dropGroups !== undefined) w.u64(Tag.DROP_GROUPS, r.dropGroups);
+  for (const g of r.groups ?? []) w.u64(Tag.GROUP, g);
   if (r.cgroup !== undefined) w.str(Tag.CGROUP, 'cgroup path', r.cgroup);
   if (r.newCgroup !== undefined) w.u64(Tag.NEWCGROUP, r.newCgroup);
   if (r.targetPid !== undefined) w.u64(Tag.TARGET_PID, r.targetPid);

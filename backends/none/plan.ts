@@ -34,6 +34,12 @@ export interface NoneSandboxSpec extends SandboxSpec {
   buildUser: boolean;
   uid: number;
   gid: number;
+  /**
+   * The build user's supplementary groups, which it keeps as in Nix (so an
+   * admin can put build users in, say, `kvm`): with the launcher (PID
+   * namespace) only; a process group gets none (Node's spawn drops them).
+   */
+  groups: number[];
   notes: string[];
 }
 
@@ -61,6 +67,9 @@ export function planNone(req: BuildRequest, host: PlanHost, opts: NonePlanOption
   }
   if (containment === 'process-group') {
     notes.push('a process that starts its own session (setsid) can outlive the build in this mode');
+    if ((req.buildUser?.supplementaryGids.length ?? 0) > 0) {
+      notes.push(`the build user's supplementary groups (${req.buildUser!.supplementaryGids.join(', ')}) are not kept in this mode`);
+    }
   }
   return {
     backend: 'none',
@@ -74,6 +83,7 @@ export function planNone(req: BuildRequest, host: PlanHost, opts: NonePlanOption
     buildUser: req.buildUser !== null,
     uid,
     gid,
+    groups: containment === 'pid-namespace' ? [...(req.buildUser?.supplementaryGids ?? [])] : [],
     notes,
   };
 }
@@ -88,7 +98,10 @@ export function explainNone(spec: NoneSandboxSpec): string {
         'PR_SET_PDEATHSIG kills it when drvbox dies)',
     );
     if (spec.userNamespace) out.push(`identity: uid ${spec.uid} gid ${spec.gid}, mapped to themselves in a user namespace`);
-    else if (spec.buildUser) out.push(`identity: build user uid ${spec.uid} gid ${spec.gid}, no supplementary groups`);
+    else if (spec.buildUser) {
+      const groups = spec.groups.length > 0 ? `its supplementary groups ${spec.groups.join(', ')}` : 'no supplementary groups';
+      out.push(`identity: build user uid ${spec.uid} gid ${spec.gid}, ${groups} (none of root's)`);
+    }
     else out.push(`identity: uid ${spec.uid} gid ${spec.gid}`);
   } else {
     out.push('containment: own session and process group, killed as a group');

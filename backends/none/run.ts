@@ -152,8 +152,8 @@ function pidNamespaceRequest(protocol: typeof import('../linux/protocol.js'), sp
       umask: 0o022,
       // As init of the namespace the builder would ignore `kill -9 $$`.
       reaper: true,
-      // root switching to a build user keeps none of root's groups.
-      ...(spec.buildUser ? { dropGroups: true } : {}),
+      // root switching to a build user keeps none of root's groups, only the build user's own.
+      ...(spec.buildUser ? { dropGroups: true, groups: spec.groups } : {}),
       ...(hold ? { hold: true } : {}),
     },
     `derivation '${spec.request.drvPath}'`,
@@ -338,7 +338,8 @@ export async function startNone(spec: NoneSandboxSpec, opts: StartNoneOptions = 
     if (r !== 'unavailable') return r;
     opts.warn?.(
       `cannot run builders in their own PID namespace (${pidNamespaceBroken}); using process groups, ` +
-        'so a builder process that starts its own session may outlive its build',
+        'so a builder process that starts its own session may outlive its build' +
+        (spec.groups.length > 0 ? ", and build users lose their supplementary groups" : ''),
     );
   }
   return new GroupBuild(spec);

@@ -77,7 +77,8 @@ export function buildUserCandidates(group: string, passwd: PasswdEntry[], groups
       throw new BuildUsersUnavailable(`the drvbox user should not be a member of '${group}' (uid ${u.uid})`, { group, user: name });
     }
     if (u.uid === 0) throw new BuildUsersUnavailable(`the build user '${name}' in '${group}' is root`, { group, user: name });
-    const supplementaryGids = groups.filter((x) => x.gid !== g.gid && x.members.includes(name)).map((x) => x.gid);
+    // As Nix: getgrouplist(name, its primary gid) less the build group's gid.
+    const supplementaryGids = [...new Set([u.gid, ...groups.filter((x) => x.members.includes(name)).map((x) => x.gid)])].filter((x) => x !== g.gid);
     res.push({ name, uid: u.uid, gid: g.gid, supplementaryGids });
   }
   if (res.length === 0) throw new BuildUsersUnavailable(`the build users group '${group}' has no members`, { group });

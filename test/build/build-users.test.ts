@@ -49,6 +49,15 @@ describe('build users: accounts', () => {
     ]);
   });
 
+  test("a user's own primary group, when not build-users-group, is one of its supplementary groups, first (Nix's getgrouplist, less the build group)", () => {
+    const passwd = parsePasswd('nixbld7:x:30007:100::/var/empty:/sbin/nologin\nnixbld8:x:30008:30000::/var/empty:/sbin/nologin\n');
+    const groups = parseGroup('users:x:100:\nnixbld:x:30000:nixbld7,nixbld8\nkvm:x:108:nixbld7\naudio:x:29:nixbld7,nixbld8\n');
+    assert.deepEqual(buildUserCandidates('nixbld', passwd, groups, 0), [
+      { name: 'nixbld7', uid: 30007, gid: 30000, supplementaryGids: [100, 108, 29] },
+      { name: 'nixbld8', uid: 30008, gid: 30000, supplementaryGids: [29] },
+    ]);
+  });
+
   test('errors: no such group, no members, an unknown member, the caller among them', () => {
     const p = parsePasswd(PASSWD);
     const g = parseGroup(GROUP);

@@ -22,6 +22,8 @@ const BUSYBOX = '/usr/bin/busybox';
 const tag = `${process.pid % 10000}${Math.floor(Math.random() * 1000)}`;
 const GROUP = `dxbg${tag}`;
 const USERS = [`dxbu${tag}a`, `dxbu${tag}b`];
+/** Another group of the first build user (as an admin would add build users to `kvm`). */
+const EXTRA = `dxbx${tag}`;
 
 function id(flag: string, name: string): number {
   const r = spawnSync('id', [flag, name], { encoding: 'utf8' });
@@ -64,6 +66,7 @@ const UIDMAP = 'read -r m < /proc/self/uid_map; echo $m > $out';
 describe('build users (root)', () => {
   let uids: number[] = [];
   let gid = 0;
+  let extraGid = 0;
 
   before(async () => {
     requireRoot('creates a group and users, and builds as them');
@@ -78,11 +81,15 @@ describe('build users (root)', () => {
     }
     uids = USERS.map((u) => id('-u', u));
     gid = Number(spawnSync('getent', ['group', GROUP], { encoding: 'utf8' }).stdout.split(':')[2]);
+    const x = spawnSync('groupadd', ['--system', '--users', USERS[0]!, EXTRA], { encoding: 'utf8' });
+    if (x.status !== 0) throw new Error(`groupadd ${EXTRA}: ${x.stderr}`);
+    extraGid = Number(spawnSync('getent', ['group', EXTRA], { encoding: 'utf8' }).stdout.split(':')[2]);
   });
 
   after(() => {
     for (const u of USERS) spawnSync('userdel', [u]);
     spawnSync('groupdel', [GROUP]);
+    spawnSync('groupdel', [EXTRA]);
   });
 
   test('a sandboxed build runs as the first free build user (uid 1000 inside), locked in userpool/; outputs are root\'s; --json has CPU times', (t) => {
@@ -145,12 +152,15 @@ describe('build users (root)', () => {
     assert.equal(typeof res!.cpuUser, 'number');
   });
 
-  test('unsandboxed builds run as the build user too; the store dir becomes root:group 1775; outputs are canonicalised to root', (t) => {
+  test("unsandboxed builds run as the build user too, with its own supplementary groups (none of root's), as in Nix; the store dir becomes root:group 1775; outputs are canonicalised to root", (t) => {
     const e = env(t, (dir) => ['--store-dir', join(dir, 'store')]);
     const r = e.run(['build', '--sandbox', 'false', '--option', 'build-users-group', GROUP, e.drv('unsandboxed', 'echo "$(/usr/bin/id -u) $(/usr/bin/id -g) $(/usr/bin/id -G)" > $out')]);
     assert.equal(r.status, 0, r.stderr);
     const out = r.stdout.trim();
-    assert.equal(readFileSync(out, 'utf8'), `${uids[0]} ${gid} ${gid}\n`);
+    // Its primary group (useradd's default) and EXTRA; not the build group twice, none of root's (0).
+    const groups = [...new Set([id('-g', USERS[0]!), extraGid])].filter((g) => g !== gid).sort((a, b) => a - b);
+    assert.equal(readFileSync(out, 'utf8'), `${uids[0]} ${gid} ${[gid, ...groups].join(' ')}\n`);
+    assert.ok(groups.includes(extraGid) && !groups.includes(0), groups.join(' '));
     assert.deepEqual([statSync(out).uid, statSync(out).gid], [0, 0]);
     const store = statSync(join(e.dir, 'store'));
     assert.deepEqual([store.uid, store.gid, store.mode & 0o7777], [0, gid, 0o1775]);

@@ -106,6 +106,14 @@ describe('launcher protocol', () => {
     assert.deepEqual([b.readUInt32LE(40), b.readUInt32LE(44), b.readUInt32LE(48), b.readUInt32LE(52)], [Tag.CHROOT_OWNER, 8, 30000, 30001]);
   });
 
+  test('a build user\'s supplementary groups: one GROUP record each, after DROP_GROUPS', () => {
+    const b = encodeRequest({ mode: Mode.RUN, dropGroups: true, groups: [100, 36] });
+    assert.deepEqual([b.readUInt32LE(24), b.readUInt32LE(28), Number(b.readBigUInt64LE(32))], [Tag.DROP_GROUPS, 8, 1]);
+    assert.deepEqual([b.readUInt32LE(40), b.readUInt32LE(44), Number(b.readBigUInt64LE(48))], [Tag.GROUP, 8, 100]);
+    assert.deepEqual([b.readUInt32LE(56), b.readUInt32LE(60), Number(b.readBigUInt64LE(64))], [Tag.GROUP, 8, 36]);
+    assert.equal(b.length, 72);
+  });
+
   test('NUL bytes in builder, arguments, environment and paths are refused before sending', () => {
     const cases: [Parameters<typeof encodeRequest>[0], string][] = [
       [{ mode: 1, builder: '/bin/s\0h' }, 'ctx: builder path "/bin/s\\\\0h" contains a NUL byte'],

@@ -40,6 +40,18 @@ describe('none backend: plan (pure)', () => {
     assert.match(text, /note: the store's physical directory '\/root\/s\/store' differs from '\/s\/store'/);
   });
 
+  test("a build user keeps its own supplementary groups through the launcher (none of root's); process groups cannot, and say so", () => {
+    const buildUser = { uid: 30001, gid: 30000, uidCount: 1, supplementaryGids: [100, 108] };
+    const spec = planNone(request({ buildUser }), linuxHost, { uid: 0, gid: 0 });
+    assert.deepEqual([spec.uid, spec.gid, spec.groups, spec.userNamespace], [30001, 30000, [100, 108], false]);
+    assert.match(explainNone(spec), /identity: build user uid 30001 gid 30000, its supplementary groups 100, 108 \(none of root's\)/);
+    const none = planNone(request({ buildUser: { ...buildUser, supplementaryGids: [] } }), linuxHost, { uid: 0, gid: 0 });
+    assert.match(explainNone(none), /identity: build user uid 30001 gid 30000, no supplementary groups \(none of root's\)/);
+    const group = planNone(request({ buildUser }), linuxHost, { containment: 'process-group' });
+    assert.deepEqual(group.groups, []);
+    assert.match(explainNone(group), /note: the build user's supplementary groups \(100, 108\) are not kept in this mode/);
+  });
+
   test('capabilities: hash rewriting, paths visible while running, not sandboxed', () => {
     assert.deepEqual(NONE_CAPABILITIES, { needsHashRewrite: true, canAddPathsWhileRunning: true, supportsUidRange: false, sandboxed: false });
     const be = createNoneBackend();
