@@ -30,7 +30,7 @@ export interface NoneSandboxSpec extends SandboxSpec {
   containment: Containment;
   /** pid-namespace when not root: a user namespace mapping uid/gid to themselves. */
   userNamespace: boolean;
-  /** uid/gid are a build user's (root switches to it, dropping its groups). */
+  /** uid/gid are a build user's (root switches to it, dropping root's groups). */
   buildUser: boolean;
   uid: number;
   gid: number;
@@ -97,11 +97,9 @@ export function explainNone(spec: NoneSandboxSpec): string {
       'containment: PID namespace (a minimal init runs the builder and reaps; when the builder exits or is killed, every process it started dies; ' +
         'PR_SET_PDEATHSIG kills it when drvbox dies)',
     );
+    const groups = spec.groups.length > 0 ? `its supplementary groups ${spec.groups.join(', ')}` : 'no supplementary groups';
     if (spec.userNamespace) out.push(`identity: uid ${spec.uid} gid ${spec.gid}, mapped to themselves in a user namespace`);
-    else if (spec.buildUser) {
-      const groups = spec.groups.length > 0 ? `its supplementary groups ${spec.groups.join(', ')}` : 'no supplementary groups';
-      out.push(`identity: build user uid ${spec.uid} gid ${spec.gid}, ${groups} (none of root's)`);
-    }
+    else if (spec.buildUser) out.push(`identity: build user uid ${spec.uid} gid ${spec.gid}, ${groups} (none of root's)`);
     else out.push(`identity: uid ${spec.uid} gid ${spec.gid}`);
   } else {
     out.push('containment: own session and process group, killed as a group');
