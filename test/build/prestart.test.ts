@@ -23,6 +23,25 @@ async function chain(store: LocalStore, actions: [string, string, string]) {
 
 const target = (d: { drvPath: string }) => ({ arg: d.drvPath, drvPath: d.drvPath, outputs: null });
 
+/** Builds `d` (and what it needs) in `store` through `fake`; -j2 and no keep-going unless `o` says otherwise. */
+function build(
+  s: { store: LocalStore; buildDir: string },
+  d: { drvPath: string },
+  fake: FakeBackend,
+  rec: Recorder,
+  o: { keepGoing?: boolean; maxJobs?: number; signal?: AbortSignal } = {},
+) {
+  return buildTargets([target(d)], {
+    store: s.store,
+    settings: settings(s.buildDir, o.maxJobs === undefined ? {} : { maxJobs: o.maxJobs }),
+    mode: 'normal',
+    keepGoing: o.keepGoing ?? false,
+    reporter: rec,
+    chooseBackend: fake.choose,
+    ...(o.signal ? { signal: o.signal } : {}),
+  });
+}
+
 /** The events of one derivation, in order. */
 const of = (events: string[], name: string) => events.filter((e) => e.split(' ')[1] === name);
 
@@ -33,7 +52,7 @@ describe('prestart', () => {
     const { a, b, c } = await chain(store, ['sleep:400', 'sleep:400', 'sleep:60']);
     const fake = new FakeBackend({ hold: true });
     const rec = new Recorder();
-    const r = await buildTargets([target(c)], { store, settings: settings(buildDir), mode: 'normal', keepGoing: false, reporter: rec, chooseBackend: fake.choose });
+    const r = await build({ store, buildDir }, c, fake, rec);
     assert.equal(r.exitCode, 0, rec.messages.join('\n'));
     // b is held with its source, c with nothing; each gets its input's
     // output once registered (the fake outputs refer to nothing).
@@ -58,7 +77,7 @@ describe('prestart', () => {
     const d = await addDrv(store, { name: 'd', env: { FAKE: 'write', c: c.drv.env.get('out')! }, inputDrvs: { [c.drvPath]: ['out'] } });
     const fake = new FakeBackend({ hold: true });
     const rec = new Recorder();
-    const r = await buildTargets([target(d)], { store, settings: settings(buildDir), mode: 'normal', keepGoing: false, reporter: rec, chooseBackend: fake.choose });
+    const r = await build({ store, buildDir }, d, fake, rec);
     assert.equal(r.exitCode, 0, rec.messages.join('\n'));
     const at = (e: string) => fake.events.indexOf(e);
     assert.ok(at('held c') < at('exit a') && at('exit a') < at('held d') && at('held d') < at('exit b'), fake.events.join(', '));
@@ -71,7 +90,7 @@ describe('prestart', () => {
     const { c } = await chain(store, ['sleep:300', 'sleep:300', 'write']);
     const fake = new FakeBackend({ hold: true, isValid: (p) => store.isValidPath(p) });
     const rec = new Recorder();
-    const r = await buildTargets([target(c)], { store, settings: settings(buildDir), mode: 'normal', keepGoing: false, reporter: rec, chooseBackend: fake.choose });
+    const r = await build({ store, buildDir }, c, fake, rec);
     assert.equal(r.exitCode, 0, rec.messages.join('\n'));
     assert.deepEqual(of(fake.events, 'b'), ['held b src', 'add b a(placed)', 'release b a(valid) src(valid)', 'start b', 'exit b']);
     assert.deepEqual(of(fake.events, 'c'), ['held c', 'add c b(placed)', 'release c b(valid)', 'start c', 'exit c']);
@@ -83,7 +102,7 @@ describe('prestart', () => {
     const b = await addDrv(store, { name: 'b', env: { FAKE: 'write', dev: a.drv.env.get('dev')! }, inputDrvs: { [a.drvPath]: ['dev'] } });
     const fake = new FakeBackend({ hold: true, isValid: (p) => store.isValidPath(p) });
     const rec = new Recorder();
-    const r = await buildTargets([target(b)], { store, settings: settings(buildDir), mode: 'normal', keepGoing: false, reporter: rec, chooseBackend: fake.choose });
+    const r = await build({ store, buildDir }, b, fake, rec);
     assert.equal(r.exitCode, 0, rec.messages.join('\n'));
     assert.deepEqual(of(fake.events, 'b'), ['held b', 'add b a-dev(placed)', 'release b a-dev(valid)', 'start b', 'exit b']);
     assert.ok(store.isValidPath(a.drv.env.get('out')!), 'a was built whole');
@@ -93,7 +112,7 @@ describe('prestart', () => {
     const { store, buildDir } = await realStore(t);
     const { c } = await chain(store, ['sleep:20', 'sleep:20', 'write']);
     const fake = new FakeBackend({ hold: true });
-    const r = await buildTargets([target(c)], { store, settings: settings(buildDir, { maxJobs: 1 }), mode: 'normal', keepGoing: false, reporter: new Recorder(), chooseBackend: fake.choose });
+    const r = await build({ store, buildDir }, c, fake, new Recorder(), { maxJobs: 1 });
     assert.equal(r.exitCode, 0);
     assert.deepEqual(fake.events, ['start a', 'exit a', 'start b', 'exit b', 'start c', 'exit c']);
   });
@@ -104,7 +123,7 @@ describe('prestart', () => {
       const { a, b, c } = await chain(store, ['failafter:80', 'write', 'write']);
       const fake = new FakeBackend({ hold: true });
       const rec = new Recorder();
-      const r = await buildTargets([target(c)], { store, settings: settings(buildDir), mode: 'normal', keepGoing, reporter: rec, chooseBackend: fake.choose });
+      const r = await build({ store, buildDir }, c, fake, rec, { keepGoing });
       assert.equal(r.exitCode, 100);
       assert.deepEqual(of(fake.events, 'a'), ['start a', 'exit a']);
       assert.deepEqual(of(fake.events, 'b'), ['held b src', 'abandon b']);
@@ -133,7 +152,7 @@ describe('prestart', () => {
     const { a, b, c } = await chain(store, ['sleep:300', 'planfail', 'write']);
     const fake = new FakeBackend({ hold: true });
     const rec = new Recorder();
-    const r = await buildTargets([target(c)], { store, settings: settings(buildDir), mode: 'normal', keepGoing: false, reporter: rec, chooseBackend: fake.choose });
+    const r = await build({ store, buildDir }, c, fake, rec);
     assert.equal(r.exitCode, 1);
     // b was refused while a built (prestarted), and again once a was valid.
     assert.deepEqual(of(fake.events, 'a'), ['start a', 'exit a']);
@@ -158,7 +177,7 @@ describe('prestart', () => {
     const b = await addDrv(store, { name: 'b', system: 'mips-plan9', env: { a: a.drv.env.get('out')! }, inputDrvs: { [a.drvPath]: ['out'] } });
     const fake = new FakeBackend({ hold: true });
     const rec = new Recorder();
-    const r = await buildTargets([target(b)], { store, settings: settings(buildDir), mode: 'normal', keepGoing: false, reporter: rec, chooseBackend: fake.choose });
+    const r = await build({ store, buildDir }, b, fake, rec);
     assert.equal(r.exitCode, 1);
     assert.deepEqual(fake.events, ['start a', 'exit a']);
     assert.ok(store.isValidPath(a.drv.env.get('out')!), 'the input was built, not killed');
@@ -172,7 +191,7 @@ describe('prestart', () => {
     const ac = new AbortController();
     setTimeout(() => ac.abort(), 200);
     const t0 = Date.now();
-    const r = await buildTargets([target(c)], { store, settings: settings(buildDir), mode: 'normal', keepGoing: false, reporter: new Recorder(), chooseBackend: fake.choose, signal: ac.signal });
+    const r = await build({ store, buildDir }, c, fake, new Recorder(), { signal: ac.signal });
     assert.ok(Date.now() - t0 < 3000);
     assert.equal(r.exitCode, 1);
     assert.deepEqual(r.targets.map((x) => x.status), ['cancelled']);
@@ -188,7 +207,7 @@ describe('prestart', () => {
     const { c } = await chain(store, ['sleep:30', 'sleep:30', 'write']);
     const fake = new FakeBackend();
     const rec = new Recorder();
-    const r = await buildTargets([target(c)], { store, settings: settings(buildDir), mode: 'normal', keepGoing: false, reporter: rec, chooseBackend: fake.choose });
+    const r = await build({ store, buildDir }, c, fake, rec);
     assert.equal(r.exitCode, 0, rec.messages.join('\n'));
     assert.deepEqual(fake.events, ['start a', 'exit a', 'start b', 'exit b', 'start c', 'exit c']);
     assert.deepEqual(readdirSync(buildDir), []);
