@@ -8,9 +8,10 @@
 // few lines, each capped, for progress display and failure messages. Lines
 // are cut as Nix cuts them: `\n` ends a line, `\r` moves back to its start
 // so that the next text overwrites it (progress bars).
-import { closeSync, existsSync, mkdirSync, open, openSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, writeSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
+import { openFd } from '../store/fs-util.js';
 
 /** How much of one line is kept in memory (the log file keeps everything). */
 export const MAX_KEPT_LINE = 4096;
@@ -84,18 +85,17 @@ export class BuildLog {
 
   /** Opens the log file off the event loop (many builds start at once). */
   static async open(path: string, opts: BuildLogOptions = {}): Promise<BuildLog> {
-    // The callback API hands out a plain fd (a FileHandle would close it when collected).
-    const openFd = () => new Promise<number>((resolve, reject) => open(path, 'w', 0o644, (e, f) => (e ? reject(e) : resolve(f))));
+    const openLog = () => openFd(path, 'w', 0o644);
     const dir = dirname(path);
     let fd: number;
-    if (madeDirs.has(dir)) fd = await openFd();
+    if (madeDirs.has(dir)) fd = await openLog();
     else {
       try {
-        fd = await openFd();
+        fd = await openLog();
       } catch (e) {
         if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
         await mkdir(dir, { recursive: true });
-        fd = await openFd();
+        fd = await openLog();
       }
       madeDirs.add(dir);
     }

@@ -1,6 +1,6 @@
 // File-system helpers of the store: deleting read-only trees (counting what
 // is freed as Nix does) and fsync of what a registration depends on.
-import { chmodSync, closeSync, constants, fsyncSync, lstatSync, openSync, readdirSync, rmdirSync, unlinkSync } from 'node:fs';
+import { chmodSync, closeSync, constants, fsyncSync, lstatSync, open, openSync, readdirSync, rmdirSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 
 const RWX = 0o700;
@@ -112,4 +112,14 @@ export function fsyncTree(path: string): void {
 /** fsyncs a directory (after a rename into it). */
 export function fsyncDir(dir: string): void {
   fsyncPath(dir, constants.O_RDONLY | constants.O_DIRECTORY);
+}
+
+/**
+ * open(2) off the event loop, resolving with a plain fd (fs/promises' FileHandle
+ * would close it when garbage-collected). For files every build opens (its
+ * log, its output locks): creating one can take milliseconds on some file
+ * systems.
+ */
+export function openFd(path: string, flags: string | number, mode: number): Promise<number> {
+  return new Promise((resolve, reject) => open(path, flags, mode, (e, fd) => (e ? reject(e) : resolve(fd))));
 }

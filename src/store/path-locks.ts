@@ -4,7 +4,8 @@
 // lockers of overlapping sets). A released lock may delete its file; it first
 // writes one byte into it so that a waiter who opened the old file sees a
 // non-empty (stale) file after getting the lock and starts again.
-import { closeSync, fstatSync, open, unlinkSync, writeSync, constants } from 'node:fs';
+import { closeSync, fstatSync, unlinkSync, writeSync, constants } from 'node:fs';
+import { openFd } from './fs-util.js';
 import { lockWait, tryLock, type WaitOptions } from './flock.js';
 
 export interface PathLocks {
@@ -26,13 +27,9 @@ interface Held {
   lockFile: string;
 }
 
-/**
- * Opens (creating) a lock file off the event loop: creating a file can take
- * milliseconds on some file systems (ext4 without a journal scans recently
- * freed inodes), and every build starts by locking its outputs.
- */
+/** Opens (creating) a lock file off the event loop: every build starts by locking its outputs. */
 function openLockFile(lockFile: string): Promise<number> {
-  return new Promise((resolve, reject) => open(lockFile, constants.O_RDWR | constants.O_CREAT, 0o600, (e, fd) => (e ? reject(e) : resolve(fd))));
+  return openFd(lockFile, constants.O_RDWR | constants.O_CREAT, 0o600);
 }
 
 function releaseAll(held: Held[], deleteFiles: boolean): void {
