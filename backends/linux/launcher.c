@@ -145,7 +145,7 @@ enum {
 
 #define MAX_REQUEST (256u << 20)
 #define MAX_LIST 1000000u
-#define MAX_GROUPS 256u
+#define MAX_GROUPS 65536u /* the kernel's NGROUPS_MAX: any list setgroups takes */
 
 struct str { const char *p; uint32_t n; };
 struct op { uint32_t code, flags, mode; struct str a, b; };
