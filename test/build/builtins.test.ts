@@ -116,6 +116,93 @@ describe('builtin:fetchurl', () => {
     assert.equal(r.exitCode, 0, rec.finished_.map((f) => f.error?.message).join());
     assert.equal(readFileSync(join(s.store.toRealPath(r.targets[0]!.outputs.get('out')!), 'sub', 'a'), 'utf8'), 'A');
   });
+
+  /** A tree, its NAR at DIR/tree.nar (and .nar.xz with `xz`), and a fetchurl unpack of `file` in the store. */
+  async function narFixture(t: import('node:test').TestContext) {
+    const s = await realStore(t);
+    const tree = join(s.dir, 'tree');
+    mkdirSync(join(tree, 'bin'), { recursive: true });
+    writeFileSync(join(tree, 'bin', 'run'), '#!/bin/sh\necho run\n', { mode: 0o755 });
+    // Big enough for several xz blocks of output and pipe buffers.
+    writeFileSync(join(tree, 'data'), Buffer.alloc(3 << 20, 'abc'));
+    const { dumpPath, hashPath } = await import('../../src/store/nar-fs.js');
+    const chunks: Buffer[] = [];
+    for await (const c of dumpPath(tree)) chunks.push(Buffer.from(c));
+    const nar = join(s.dir, 'tree.nar');
+    writeFileSync(nar, Buffer.concat(chunks));
+    const { hash } = await hashPath(tree);
+    const drv = (file: string) =>
+      addDrv(s.store, {
+        name: 'tree',
+        builder: 'builtin:fetchurl',
+        system: 'builtin',
+        args: [],
+        outputs: fixed('', 'recursive', Buffer.from(hash.digest)),
+        env: { url: `file://${join(s.dir, file)}`, unpack: '1' },
+      });
+    return { s, nar, drv };
+  }
+
+  test('unpack = "1" of a .xz URL: the download is an xz-compressed NAR (as Nix 2.8), decompressed by the host\'s xz', async (t) => {
+    requireTool('xz', 'apt-get install -y xz-utils');
+    const { s, nar, drv } = await narFixture(t);
+    assert.equal(spawnSync('xz', ['-k', nar]).status, 0);
+    const d = await drv('tree.nar.xz');
+    const { r, rec } = await build(s, d.drvPath);
+    assert.equal(r.exitCode, 0, rec.finished_.map((f) => f.error?.message).join());
+    const out = s.store.toRealPath(r.targets[0]!.outputs.get('out')!);
+    assert.equal(readFileSync(join(out, 'bin', 'run'), 'utf8'), '#!/bin/sh\necho run\n');
+    assert.equal(statSync(join(out, 'bin', 'run')).mode & 0o777, 0o555);
+    assert.equal(statSync(join(out, 'data')).size, 3 << 20);
+  });
+
+  test('unpack of a .xz URL that is not xz: the build fails with xz\'s own message', async (t) => {
+    requireTool('xz', 'apt-get install -y xz-utils');
+    const { s, nar, drv } = await narFixture(t);
+    writeFileSync(nar + '.xz', readFileSync(nar));
+    const d = await drv('tree.nar.xz');
+    const { r, rec } = await build(s, d.drvPath);
+    assert.equal(r.exitCode, 1);
+    assert.equal(rec.finished_[0]!.error!.message, `builder for '${d.drvPath}' failed with exit code 1`);
+    assert.deepEqual(rec.finished_[0]!.logTail.slice(-1), [
+      `error: cannot unpack 'file://${nar}.xz': xz failed with exit code 1: xz: (stdin): File format not recognized`,
+    ]);
+    assert.equal(s.store.isValidPath(r.targets[0]!.outputs.get('out')!), false);
+  });
+
+  test('unpack of good xz that is not a NAR: the NAR error, and xz is stopped', async (t) => {
+    requireTool('xz', 'apt-get install -y xz-utils');
+    const { s, nar, drv } = await narFixture(t);
+    // Far more than a pipe holds: xz is still writing when the restore gives up.
+    writeFileSync(nar, Buffer.alloc(64 << 20, 'x'));
+    assert.equal(spawnSync('xz', ['-0', '-f', '-k', nar]).status, 0);
+    const d = await drv('tree.nar.xz');
+    const { r, rec } = await build(s, d.drvPath);
+    assert.equal(r.exitCode, 1);
+    assert.match(rec.finished_[0]!.logTail.at(-1)!, /^error: .*not a NAR/i);
+    const xzLeft = spawnSync('pgrep', ['-f', `^xz -dc$`]).stdout.toString().trim();
+    assert.equal(xzLeft, '');
+  });
+
+  test('unpack of a .xz URL without xz on PATH: the build fails saying what is missing', async (t) => {
+    const { s, nar, drv } = await narFixture(t);
+    writeFileSync(nar + '.xz', 'whatever');
+    const d = await drv('tree.nar.xz');
+    const empty = join(s.dir, 'empty-path');
+    mkdirSync(empty);
+    const path = process.env.PATH;
+    process.env.PATH = empty;
+    let res;
+    try {
+      res = await build(s, d.drvPath);
+    } finally {
+      process.env.PATH = path;
+    }
+    assert.equal(res.r.exitCode, 1);
+    assert.deepEqual(res.rec.finished_[0]!.logTail.slice(-1), [
+      `error: cannot unpack 'file://${nar}.xz': an xz-compressed NAR needs the 'xz' program, which is not on drvbox's PATH (spawn xz ENOENT)`,
+    ]);
+  });
 });
 
 describe('builtin:buildenv', () => {

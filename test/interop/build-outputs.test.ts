@@ -5,14 +5,14 @@
 // files into $out produce identical bytes.
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { readFileSync, readlinkSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { Twin } from './build-twin.js';
 
 const BUILDS = [
   'simple', 'leaf', 'chain1', 'chain2', 'multi', 'devOnly', 'tree', 'selfRef', 'inputSrc', 'envCopy', 'args', 'cores',
   'passAsFile', 'structured', 'structuredGraph', 'graph', 'fixedFlat', 'fixedRec', 'fixedSha1', 'usesFixed', 'checks',
-  'big', 'withFeature', 'ca', 'caUser',
+  'big', 'withFeature', 'ca', 'caUser', 'fetchNar', 'fetchNarXz',
 ] as const;
 
 interface Info {
@@ -56,9 +56,9 @@ describe('build differential against Nix 2.8: outputs', () => {
 
   after(() => twin?.remove());
 
-  test('the corpus: 25 derivations, all built by both', () => {
-    assert.equal(drvs.size, 25);
-    assert.equal(nixOut.size, 25);
+  test('the corpus: 27 derivations, all built by both', () => {
+    assert.equal(drvs.size, 27);
+    assert.equal(nixOut.size, 27);
     assert.ok([...dxOut.values()].every((o) => o && Object.keys(o).length > 0), dxStderr);
   });
 
@@ -103,6 +103,16 @@ describe('build differential against Nix 2.8: outputs', () => {
     const r = nixOut.get('graph')!.out!;
     for (const f of ['refs', 'refs2']) assert.equal(bytes('drvbox', join(r, f)).toString(), bytes('nix', join(r, f)).toString(), f);
     assert.ok(bytes('drvbox', join(r, 'refs')).toString().includes(nixOut.get('leaf')!.out!));
+  });
+
+  test('builtin:fetchurl with unpack: a NAR and an xz-compressed NAR restore the same tree as Nix', () => {
+    for (const a of ['fetchNar', 'fetchNarXz'] as const) {
+      const out = nixOut.get(a)!.out!;
+      assert.equal(dxInfo.get(out)?.narHash, 'sha256-Er6qK2U4HgETyUHeDTYCNjLrHPoy1ljWnMtpELJ5HZQ=', a);
+      assert.equal(bytes('drvbox', join(out, 'bin', 'hello')).toString(), '#!/bin/sh\necho fetched\n');
+      assert.equal(statSync(join(out, 'bin', 'hello')).mode & 0o777, 0o555);
+      assert.equal(readlinkSync(join(out, 'link')), 'bin/hello');
+    }
   });
 
   test('content-addressed: the floating output and the resolved dependent have Nix\'s paths', () => {

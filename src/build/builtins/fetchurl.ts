@@ -1,8 +1,10 @@
 // builtin:fetchurl: downloads `url` to `$out` (file://, http://, https://),
 // streaming to disk. `unpack = "1"`: the download is a NAR, restored at
-// `$out` (Nix also accepts `.nar.xz`; Node has no xz decoder, so that is
-// refused with a clear message). `executable = "1"`: mode 0755. TLS
+// `$out`; when the URL ends in `.xz` it is an xz-compressed NAR, as in Nix,
+// which the host's `xz` decompresses (Node has no xz decoder; unpack-channel
+// relies on the host's tar the same way). `executable = "1"`: mode 0755. TLS
 // certificates are not checked by Nix here either: the output hash is.
+import { spawn } from 'node:child_process';
 import { createReadStream, createWriteStream, chmodSync } from 'node:fs';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -51,15 +53,66 @@ export async function builtinFetchurl(ctx: BuiltinContext): Promise<void> {
   const out = ctx.realPath(requireAttr(ctx, 'out'));
   const url = requireAttr(ctx, 'url');
   const unpack = ctx.env.get('unpack') === '1';
-  if (unpack && url.endsWith('.xz')) {
-    throw new BuiltinFailed(`cannot unpack '${url}': xz-compressed NARs are not supported by drvbox's builtin:fetchurl`, { drvPath: ctx.drvPath, url });
-  }
   ctx.log.note(`downloading '${url}'...`);
   const src = await open(ctx, url);
-  if (unpack) {
+  if (unpack && url.endsWith('.xz')) {
+    await restoreThroughXz(ctx, url, src, out);
+  } else if (unpack) {
     await restoreNar(out, src as AsyncIterable<Uint8Array>);
   } else {
     await pipeline(src, createWriteStream(out, { flags: 'wx', mode: 0o644 }), { signal: ctx.signal });
   }
   if (ctx.env.get('executable') === '1') chmodSync(out, 0o755);
+}
+
+/** How much of xz's stderr a failure quotes. */
+const XZ_STDERR_MAX = 4096;
+
+/**
+ * Restores the xz-compressed NAR `src` at `out`, streaming through `xz -dc`.
+ * When xz fails, its message is the error, even though the restore sees it
+ * first as a NAR cut short; when the NAR itself is bad, xz is stopped and
+ * the NAR error stands.
+ */
+async function restoreThroughXz(ctx: BuiltinContext, url: string, src: Readable, out: string): Promise<void> {
+  const fail = (why: string) => new BuiltinFailed(`cannot unpack '${url}': ${why}`, { drvPath: ctx.drvPath, url });
+  const xz = spawn('xz', ['-dc'], { stdio: ['pipe', 'pipe', 'pipe'], signal: ctx.signal });
+  let stderr = '';
+  xz.stderr.setEncoding('utf8');
+  xz.stderr.on('data', (c: string) => {
+    if (stderr.length < XZ_STDERR_MAX) stderr += c.slice(0, XZ_STDERR_MAX - stderr.length);
+  });
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null; error?: Error }>((resolve) => {
+    xz.once('error', (error) => resolve({ code: null, signal: null, error }));
+    xz.once('close', (code, signal) => resolve({ code, signal }));
+  });
+  // xz stopping early ends its stdin with EPIPE: its exit status says why.
+  const feeding = pipeline(src, xz.stdin).catch(() => {});
+  const xzFailure = async (): Promise<BuiltinFailed | null> => {
+    const r = await exited;
+    if (r.error) {
+      if (ctx.signal.aborted) throw r.error;
+      return (r.error as NodeJS.ErrnoException).code === 'ENOENT'
+        ? fail(`an xz-compressed NAR needs the 'xz' program, which is not on drvbox's PATH (${r.error.message})`)
+        : fail(`cannot run xz: ${r.error.message}`);
+    }
+    if (r.code === 0) return null;
+    const said = stderr.trim().split('\n')[0] ?? '';
+    return fail(`xz failed with ${r.signal ? `signal ${r.signal}` : `exit code ${r.code}`}${said ? `: ${said}` : ''}`);
+  };
+  try {
+    await restoreNar(out, xz.stdout as AsyncIterable<Uint8Array>);
+  } catch (e) {
+    if (ctx.signal.aborted) throw e;
+    // Cut short: xz ended (or never started), so its status explains the NAR error.
+    const cutShort = xz.pid === undefined || xz.stdout.readableEnded;
+    if (!cutShort) xz.kill();
+    src.destroy();
+    const x = await xzFailure();
+    await feeding;
+    throw cutShort && x ? x : e;
+  }
+  const x = await xzFailure();
+  await feeding;
+  if (x) throw x;
 }
